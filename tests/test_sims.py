@@ -1,0 +1,152 @@
+"""The built-in simulator: determinism, spectra, and the exact likelihood's calibration."""
+import numpy as np
+import pytest
+
+from cosmonb import sims
+
+
+def test_same_seed_same_maps_bit_for_bit_and_batch_independent():
+    params = sims.sample_prior(6, seed=4)
+    a = sims.simulate(params, sims.FIELDS, n_pix=32, seed=7)
+    b = sims.simulate(params, sims.FIELDS, n_pix=32, seed=7)
+    assert a.shape == (6, 4, 32, 32) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert np.array_equal(sims.simulate(params[:3], sims.FIELDS, n_pix=32, seed=7), a[:3])
+    assert not np.array_equal(sims.simulate(params, sims.FIELDS, n_pix=32, seed=8), a)
+    # channels are stacked in the order asked for
+    assert np.array_equal(sims.simulate(params, ["HI", "Mcdm"], n_pix=32, seed=7)[:, 1], a[:, 0])
+
+
+def test_channels_positive_and_cross_correlated_dark_matter_ignores_astrophysics():
+    params = np.tile(sims.FIDUCIAL, (8, 1))
+    maps = sims.simulate(params, sims.FIELDS, n_pix=32, seed=0)
+    assert np.all(maps > 0)
+    logs = np.log(maps).transpose(1, 0, 2, 3).reshape(4, -1)
+    corr = np.corrcoef(logs)
+    assert np.all(corr[0, 1:] > 0.5)
+    feedback = params.copy()
+    feedback[:, 2:] = [4.0, 4.0, 2.0, 2.0]
+    other = sims.simulate(feedback, sims.FIELDS, n_pix=32, seed=0)
+    assert np.array_equal(other[:, 0], maps[:, 0])  # Mcdm ignores feedback
+    assert not np.allclose(other[:, 1], maps[:, 1])  # the gas does not
+
+
+def test_mean_density_tracks_omega_m():
+    lo = sims.simulate(np.tile([0.15, 0.8, 1, 1, 1, 1], (40, 1)), "Mcdm", n_pix=32, seed=1)
+    hi = sims.simulate(np.tile([0.45, 0.8, 1, 1, 1, 1], (40, 1)), "Mcdm", n_pix=32, seed=1)
+    ratio = hi.mean() / lo.mean()
+    expected = (0.45 - 0.049) / (0.15 - 0.049)
+    assert ratio == pytest.approx(expected, rel=0.25)
+
+
+def test_projected_power_discrete_sum_approaches_continuum_integral():
+    from scipy.integrate import quad
+
+    k = 2.0
+    discrete = sims.projected_power(np.array([k]), 0.3, 0.8)[0]
+
+    def integrand(kz):
+        return (sims.nonlinear_power(np.array([np.hypot(k, kz)]), 0.3, 0.8)[0]
+                * np.sinc(kz * sims.SLAB_THICKNESS / (2 * np.pi)) ** 2)
+
+    continuum = quad(integrand, 0, 60, limit=400)[0] / np.pi
+    assert discrete == pytest.approx(continuum, rel=0.03)
+
+
+def test_log_field_has_the_spectrum_it_claims():
+    """Averaged over maps, |FFT(ln Mcdm)|^2 / n^2 equals S^g per |k| bin."""
+    n = 32
+    params = np.tile(sims.FIDUCIAL, (300, 1))
+    g, _ = sims.log_dark_matter(params, n_pix=n, seed=2)
+    power = np.abs(np.fft.fft2(g)) ** 2 / n**2
+    _, inverse, counts = sims._grid(n, sims.BOX_SIZE)
+    measured = np.bincount(inverse.ravel(), power.mean(0).ravel()) / counts
+    s_g, var_g = sims.log_field_spectrum(0.3, 0.8, n_pix=n)
+    # each bin averages 300 * counts chi^2_2-ish modes: a few percent scatter
+    np.testing.assert_allclose(measured[1:40], s_g[1:40], rtol=0.25)
+    assert g.var() == pytest.approx(var_g, rel=0.05)
+
+
+def test_gaussian_field_power_law_spectrum():
+    stats = pytest.importorskip("cosmonb.stats")
+    fields = sims.gaussian_field(lambda k: 50.0 * k**-2.0, n_pix=32, n_maps=200, seed=3)
+    k, pk = stats.power_spectrum(1.0 + fields, box_size=sims.BOX_SIZE)
+    # delta = map / mean - 1 differs from the field by the map mean (zero here up to rounding)
+    np.testing.assert_allclose(pk.mean(0)[:10], 50.0 * k[:10] ** -2.0, rtol=0.15)
+
+
+def test_parameter_sets_follow_camels():
+    lh, sim_id = sims.lh_set(n_sims=20, seed=0)
+    assert lh.shape == (300, 6)
+    assert np.array_equal(sim_id, np.arange(300) // 15)
+    assert np.all(lh >= sims.PRIOR_LOW) and np.all(lh <= sims.PRIOR_HIGH)
+    # Latin hypercube: one simulation per stratum of Omega_m
+    strata = np.floor((lh[::15, 0] - 0.1) / 0.4 * 20).astype(int)
+    assert sorted(strata) == list(range(20))
+    one_p, _ = sims.one_p_set(n_values=5, maps_per_sim=1)
+    assert one_p.shape == (30, 6)
+    assert np.all((one_p != sims.FIDUCIAL).sum(1) <= 1)
+    cv, cv_id = sims.cv_set(n_sims=3)
+    assert np.all(cv == sims.FIDUCIAL) and cv_id[-1] == 2
+
+
+def test_exact_posterior_is_calibrated_over_200_maps():
+    """Truths from the prior: the 68% and 95% HPD regions cover them at those rates."""
+    n_maps = 240
+    truth = sims.sample_prior(n_maps, seed=11)
+    maps = sims.simulate(truth, "Mcdm", n_pix=32, seed=12)[:, 0]
+    om = np.linspace(0.1, 0.5, 161)
+    s8 = np.linspace(0.6, 1.0, 161)
+    ll = sims.log_likelihood(maps, om[:, None], s8[None, :])
+    from cosmonb.inference import GridPosterior
+
+    ranks = np.array([GridPosterior(om, s8, ll[i]).credible_mass(truth[i, :2]) for i in range(n_maps)])
+    for level in (0.68, 0.95):
+        rate = np.mean(ranks <= level)
+        binomial_sigma = np.sqrt(level * (1 - level) / n_maps)
+        assert abs(rate - level) < 3.5 * binomial_sigma, (level, rate)
+
+
+def test_fisher_matrix_equals_expected_curvature_of_the_likelihood():
+    """E[-Hessian of ln L] = F = Cov(score), checked within 4 standard errors over 1500 maps."""
+    theta = np.array([0.3, 0.8])
+    h = np.array([0.004, 0.003])
+    n_maps = 1500
+    maps = sims.simulate(np.tile([*theta, 1, 1, 1, 1], (n_maps, 1)), "Mcdm", n_pix=32, seed=5)[:, 0]
+    offsets = np.array([-1, 0, 1])
+    ll = sims.log_likelihood(maps, theta[0] + offsets[:, None] * h[0], theta[1] + offsets[None, :] * h[1])
+    hess = np.empty((n_maps, 2, 2))
+    hess[:, 0, 0] = (ll[:, 2, 1] - 2 * ll[:, 1, 1] + ll[:, 0, 1]) / h[0] ** 2
+    hess[:, 1, 1] = (ll[:, 1, 2] - 2 * ll[:, 1, 1] + ll[:, 1, 0]) / h[1] ** 2
+    hess[:, 0, 1] = (ll[:, 2, 2] - ll[:, 2, 0] - ll[:, 0, 2] + ll[:, 0, 0]) / (4 * h[0] * h[1])
+    hess[:, 1, 0] = hess[:, 0, 1]
+    analytic = sims.fisher_matrix(*theta, n_pix=32)
+    standard_error = hess.std(0) / np.sqrt(n_maps)
+    assert np.all(np.abs(-hess.mean(0) - analytic) < 4 * standard_error + 1e-3 * np.abs(analytic))
+    score = np.stack([(ll[:, 2, 1] - ll[:, 0, 1]) / (2 * h[0]), (ll[:, 1, 2] - ll[:, 1, 0]) / (2 * h[1])], 1)
+    np.testing.assert_allclose(score.mean(0) / np.sqrt(np.diag(analytic)), 0, atol=4 / np.sqrt(n_maps))
+    np.testing.assert_allclose(np.cov(score.T), analytic, rtol=0.15)
+
+
+def test_likelihood_prefers_the_truth_and_broadcasts():
+    maps = sims.simulate(np.tile(sims.FIDUCIAL, (4, 1)), "Mcdm", n_pix=32, seed=9)
+    ll = sims.log_likelihood(maps, [0.15, 0.3, 0.45], [[0.7], [0.8], [0.9]])
+    assert ll.shape == (4, 3, 3)
+    assert np.all(ll.reshape(4, -1).argmax(1) == 4)  # (0.3, 0.8) is the centre cell
+    single = sims.log_likelihood(maps[0, 0], 0.3, 0.8)
+    assert single.shape == () and single == pytest.approx(ll[0, 1, 1])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: sims.simulate([[0.3, 0.8, 1, 1, 1]], "Mcdm"), "6 columns"),
+    (lambda: sims.simulate([[0.7, 0.8, 1, 1, 1, 1]], "Mcdm"), "Omega_m"),
+    (lambda: sims.simulate([[0.3, np.nan, 1, 1, 1, 1]], "Mcdm"), "params"),
+    (lambda: sims.simulate([sims.FIDUCIAL], "Mstar"), "fields"),
+    (lambda: sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=0), "n_pix"),
+    (lambda: sims.log_likelihood(-np.ones((8, 8)), 0.3, 0.8), "positive"),
+    (lambda: sims.log_likelihood(np.ones((8, 9)), 0.3, 0.8), "square"),
+    (lambda: sims.log_likelihood(np.ones((8, 8)), 0.3, 3.0), "sigma_8"),
+])
+def test_bad_input_is_a_clear_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
