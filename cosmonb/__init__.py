@@ -10,7 +10,7 @@ Example:
     >>> cosmonb.device().type in {"cpu", "cuda", "mps"}
     True
 """
-from .runtime import device, is_quick, record, seed_everything
+from .runtime import device, is_quick, read_records, record, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["device", "seed_everything", "record", "is_quick", "__version__"]
+__all__ = ["device", "seed_everything", "record", "read_records", "is_quick", "__version__"]

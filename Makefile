@@ -1,0 +1,38 @@
+# cosmonb: every target creates .venv on first use and installs the package into it.
+# CPU torch is installed when the environment has no torch (override with TORCH=...).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.cosmonb-installed
+
+.PHONY: run test lab bench clean env
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+## make run: execute every notebook headless into build/, printing time and headline numbers
+run: $(STAMP)
+	$(BIN)/python scripts/run_notebooks.py $(if $(QUICK),--quick,) $(NOTEBOOKS)
+
+## make test: unit tests, doctests, notebooks under papermill (quick mode) and nbval-lax
+test: $(STAMP)
+	COSMONB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q tests cosmonb --doctest-modules
+	cd notebooks && COSMONB_QUICK=1 MPLBACKEND=Agg ../$(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider *.ipynb
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+## make bench: benchmark scripts write JSON to bench/results/
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,379 @@
+"""Runtime helpers every notebook uses: device, seeds, quick mode, headline records.
+
+The imports/config cell of every notebook (GUIDE section 2) is
+
+    >>> from cosmonb.runtime import device, seed_everything   # also cosmonb.device, ...
+    >>> dev = device()                 # cuda, then mps, then cpu
+    >>> rng = seed_everything(1234)    # python, numpy, torch in one call
+
+and its last cells call ``cosmonb.record(name, value)`` for each headline
+number. When the environment variable ``COSMONB_RECORDS`` names a JSON file,
+``record`` merges the number into it (atomically, under a lock), so the
+notebook runner and the tests read the numbers back with ``read_records``.
+
+Environment variables:
+
+* ``COSMONB_DEVICE``: force a device (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+* ``COSMONB_QUICK``: ``1``/``true``/``yes`` turns on quick (smoke-test) mode.
+* ``COSMONB_RECORDS``: path of the JSON file ``record`` merges into.
+
+``atomic_write`` is the one way the package writes files (GUIDE section 3):
+a temporary file in the same folder, flushed, then ``os.replace``-d over the
+target, so a killed process never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import numbers
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+__all__ = [
+    "device",
+    "seed_everything",
+    "is_quick",
+    "record",
+    "read_records",
+    "RECORDS",
+    "atomic_write",
+]
+
+#: Every headline number recorded in this process, ``name -> value``.
+RECORDS: dict[str, Any] = {}
+
+#: ``record`` accepts at most this many numbers in one list/dict value.
+MAX_RECORD_ITEMS = 1000
+
+_TRUE = {"1", "true", "yes"}
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+# --------------------------------------------------------------------------- device
+def _check_device(dev: torch.device, what: str) -> torch.device:
+    """Raise ValueError if ``dev`` is not usable on this machine."""
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what}: asked for {str(dev)!r} but torch.cuda.is_available() is False")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{what}: asked for {str(dev)!r} but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) are visible")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{what}: asked for 'mps' but torch.backends.mps.is_available() is False")
+    elif dev.type != "cpu":
+        raise ValueError(f"{what}: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {str(dev)!r}")
+    return dev
+
+
+def _parse_device(spec, what: str) -> torch.device | None:
+    """Turn ``spec`` (str, torch.device or None/'auto') into a torch.device or None."""
+    if spec is None:
+        return None
+    if isinstance(spec, torch.device):
+        return _check_device(spec, what)
+    if not isinstance(spec, str):
+        raise ValueError(f"{what}: expected a device name such as 'cpu' or 'cuda', "
+                         f"got {type(spec).__name__}")
+    spec = spec.strip().lower()
+    if spec in ("", "auto"):
+        return None
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"{what}: {spec!r} is not a device name "
+                         "(expected 'cpu', 'cuda', 'cuda:N' or 'mps')") from err
+    return _check_device(dev, what)
+
+
+def device(prefer=None) -> torch.device:
+    """The device to compute on: cuda if available, then mps, then cpu.
+
+    ``prefer`` (``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``, a
+    ``torch.device``, or ``None``/``'auto'``) overrides the choice; otherwise
+    the environment variable ``COSMONB_DEVICE`` does, if set. Asking for a
+    device that is not available raises ValueError (never a silent fallback).
+
+    Example:
+        >>> device("cpu")
+        device(type='cpu')
+        >>> device().type in ("cuda", "mps", "cpu")
+        True
+    """
+    return _select_device(prefer, "prefer")
+
+
+def _select_device(prefer, what: str) -> torch.device:
+    """``device(prefer)`` with errors naming the caller's argument ``what``."""
+    dev = _parse_device(prefer, what)
+    if dev is None:
+        dev = _parse_device(os.environ.get("COSMONB_DEVICE"), "COSMONB_DEVICE (environment variable)")
+    if dev is not None:
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- seeds
+def _check_seed(seed, name: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"{name}: expected an integer, got {type(seed).__name__}")
+    seed = int(seed)
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"{name}: expected an integer in [0, 2**32), got {seed}")
+    return seed
+
+
+def seed_everything(seed: int, *, deterministic: bool = False) -> np.random.Generator:
+    """Seed python's ``random``, numpy's global RNG and torch (cpu and cuda).
+
+    Returns ``numpy.random.default_rng(seed)``, the generator to pass to
+    every ``cosmonb`` function that takes ``rng``. With ``deterministic=True``
+    cuDNN is also put in deterministic mode (slower, reproducible on GPU).
+
+    Example:
+        >>> rng = seed_everything(0)
+        >>> a = (rng.random(), float(torch.rand(1)))
+        >>> rng = seed_everything(0)
+        >>> a == (rng.random(), float(torch.rand(1)))
+        True
+    """
+    seed = _check_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return np.random.default_rng(seed)
+
+
+def is_quick() -> bool:
+    """True when the environment variable ``COSMONB_QUICK`` is 1/true/yes.
+
+    Notebooks default their ``QUICK`` parameter to this, so test runs that
+    cannot inject papermill parameters (nbval) still get quick mode.
+
+    Example:
+        >>> import os
+        >>> os.environ["COSMONB_QUICK"] = "yes"; is_quick()
+        True
+        >>> del os.environ["COSMONB_QUICK"]; is_quick()
+        False
+    """
+    return os.environ.get("COSMONB_QUICK", "").strip().lower() in _TRUE
+
+
+# --------------------------------------------------------------------------- atomic files
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file next to ``path``; on success ``os.replace`` it over ``path``.
+
+    If the block raises (or the process dies) ``path`` keeps its old content
+    and the temporary file is removed. ``mode`` is ``'wb'`` or ``'w'``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+        >>> with atomic_write(p, "w") as f:
+        ...     _ = f.write("hello")
+        >>> p.read_text()
+        'hello'
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode: expected 'wb' or 'w', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _file_lock(path) -> Iterator[None]:
+    """Inter-process lock for a read-modify-write of ``path`` (no-op where fcntl is missing).
+
+    Locks the folder holding ``path`` (flock on the directory), so no stray
+    ``.lock`` files appear next to shipped files or in the temp folder.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: best effort, no lock
+        yield
+        return
+    folder = Path(path).resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    """Read a JSON object, raising ValueError naming ``path`` if it is corrupt."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"{what}: cannot read {path}: {err}") from err
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what}: {path} is not valid JSON ({err}); "
+                         "fix or delete the file") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: {path} should hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _update_json(path, updates: dict, what: str) -> dict:
+    """Merge ``updates`` into the JSON object at ``path`` atomically; return the result."""
+    path = Path(path)
+    with _file_lock(path):
+        data = _read_json(path, what) if path.exists() else {}
+        data.update(updates)
+        with atomic_write(path, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
+            f.write("\n")
+    return data
+
+
+# --------------------------------------------------------------------------- records
+def _clean_number(x, what: str):
+    """Return ``x`` as a finite python int/float, or raise ValueError naming ``what``."""
+    if isinstance(x, torch.Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"{what}: expected a number, got a tensor of shape {tuple(x.shape)}")
+        x = x.detach().cpu().item()
+    elif isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x.item()
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        raise ValueError(f"{what}: expected a finite int or float, got {type(x).__name__}")
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"{what}: expected a finite number, got {x}")
+    return x
+
+
+def _clean_value(value, what: str, depth: int = 0, count: list | None = None):
+    """Validate a record value: a number, or a small (nested) list/dict of numbers."""
+    count = [0] if count is None else count
+    if depth > 2:
+        raise ValueError(f"{what}: nested too deeply (at most a dict of lists)")
+    if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim >= 1:
+        value = value.tolist()
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{what}: dict keys must be strings, got {k!r}")
+            out[k] = _clean_value(v, f"{what}[{k!r}]", depth + 1, count)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_clean_value(v, f"{what}[{i}]", depth + 1, count) for i, v in enumerate(value)]
+    count[0] += 1
+    if count[0] > MAX_RECORD_ITEMS:
+        raise ValueError(f"{what.split('[')[0]}: at most {MAX_RECORD_ITEMS} numbers per record")
+    return _clean_number(value, what)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def record(name: str, value):
+    """Record a notebook's headline number (GUIDE section 2, step 10).
+
+    ``name`` is identifier-like (letters, digits, ``_``; dots allowed between
+    parts, e.g. ``'glow.rmse_omega_m'``). ``value`` is a finite int/float
+    (numpy scalars and one-element tensors are fine) or a small list/dict of
+    them. The value is kept in ``cosmonb.runtime.RECORDS``, printed as
+    ``[cosmonb.record] name = value``, and, when the environment variable
+    ``COSMONB_RECORDS`` names a JSON file, merged into that file atomically.
+    Returns the cleaned value.
+
+    Example:
+        >>> record("demo_rmse", 0.0581)
+        [cosmonb.record] demo_rmse = 0.0581
+        0.0581
+        >>> record("demo_r2", {"omega_m": 0.93, "sigma_8": 0.64})
+        [cosmonb.record] demo_r2 = {omega_m: 0.93, sigma_8: 0.64}
+        {'omega_m': 0.93, 'sigma_8': 0.64}
+    """
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"name: expected an identifier-like string such as 'rmse_omega_m', got {name!r}")
+    clean = _clean_value(value, "value")
+    RECORDS[name] = clean
+    print(f"[cosmonb.record] {name} = {_fmt(clean)}")
+    target = os.environ.get("COSMONB_RECORDS", "").strip()
+    if target:
+        _update_json(target, {name: clean}, "COSMONB_RECORDS")
+    return clean
+
+
+def read_records(path=None) -> dict:
+    """Read back recorded headline numbers.
+
+    ``path``: the JSON file ``record`` merged into; ``None`` means the file
+    named by ``COSMONB_RECORDS`` or, if that is unset, this process's
+    in-memory records. A missing or corrupt file raises (never an empty dict
+    that could pass for "nothing recorded").
+
+    Example:
+        >>> import os, tempfile
+        >>> p = os.path.join(tempfile.mkdtemp(), "records.json")
+        >>> os.environ["COSMONB_RECORDS"] = p
+        >>> _ = record("demo_value", 3)
+        [cosmonb.record] demo_value = 3
+        >>> read_records(p)
+        {'demo_value': 3}
+        >>> del os.environ["COSMONB_RECORDS"]
+    """
+    if path is None:
+        env = os.environ.get("COSMONB_RECORDS", "").strip()
+        if not env:
+            return dict(RECORDS)
+        path = env
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path: expected a file path, got {type(path).__name__}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no records file at {path} (did the notebook call cosmonb.record "
+                                "with COSMONB_RECORDS set to this file?)")
+    return _read_json(path, "path")

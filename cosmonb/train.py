@@ -1,0 +1,614 @@
+"""One training loop for every model in cosmonb.
+
+Every model in the package trains through ``fit``: the loop knows nothing
+about the model, it only calls ``loss_fn(model, batch)``, which returns a
+scalar tensor. So Glow's negative log-likelihood, the VAE's ELBO, the
+diffusion loss and the IMNN loss all share one device policy, one seed, one
+progress bar, one checkpoint format and one resume logic.
+
+A run with ``checkpoint=path`` can be killed at any time: the checkpoint is
+written atomically every ``checkpoint_every`` epochs (model, optimizer and
+scheduler states, history, best weights and every RNG state), and calling
+``fit`` again with the same arguments resumes from it and ends with the
+same weights, bit for bit on CPU, as a run that was never interrupted.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> x = torch.linspace(-1, 1, 64)[:, None]
+    >>> data = [(x[i:i + 16], 3 * x[i:i + 16] + 1) for i in range(0, 64, 16)]
+    >>> mse = lambda model, batch: nn.functional.mse_loss(model(batch[0]), batch[1])
+    >>> history = fit(nn.Linear(1, 1), mse, data, epochs=60, lr=0.1, progress=False, seed=0)
+    >>> history.train_loss[-1] < 1e-3 * history.train_loss[0]
+    True
+"""
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import inspect
+import math
+import numbers
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import runtime
+
+__all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "CheckpointError"]
+
+#: Format tag stored in every ``fit`` checkpoint.
+CHECKPOINT_FORMAT = "cosmonb.fit/1"
+_REQUIRED_KEYS = {"format", "epoch", "model", "optimizer", "scheduler", "history",
+                  "best_val_loss", "best_state", "epochs_since_best", "rng"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or the gradient norm) became NaN or infinite during ``fit``."""
+
+
+class CheckpointError(RuntimeError):
+    """A ``fit`` checkpoint exists but cannot be used to resume."""
+
+
+# --------------------------------------------------------------------------- history
+@dataclass
+class History:
+    """What ``fit`` returns: the loss curves and how the run ended.
+
+    Epochs are numbered from 1: ``train_loss[e - 1]`` is the mean training
+    loss of epoch ``e`` and ``best_epoch`` is the epoch with the lowest
+    validation loss (``None`` without validation data).
+
+    Fields: ``train_loss``, ``val_loss`` (per epoch, batch-size weighted
+    means), ``best_epoch``, ``best_val_loss``, ``stopped_early``,
+    ``stop_reason`` (a sentence), ``seconds`` (wall time of all sessions
+    together), ``lr`` (learning rate used in each epoch), ``grad_norm``
+    (largest gradient norm before clipping in each epoch; only with
+    ``clip_grad``), ``resumed_at`` (epochs already done each time the run
+    resumed from its checkpoint).
+
+    Example:
+        >>> h = History(train_loss=[1.0, 0.5], val_loss=[1.1, 0.7], best_epoch=2)
+        >>> h.epochs, h.val_loss[h.best_epoch - 1]
+        (2, 0.7)
+    """
+
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+    best_val_loss: float | None = None
+    stop_reason: str = ""
+    lr: list = field(default_factory=list)
+    grad_norm: list = field(default_factory=list)
+    resumed_at: list = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        """Number of completed epochs."""
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict:
+        """Plain dict (lists, floats, str) for checkpoints and JSON.
+
+        Example:
+            >>> History(train_loss=[1.0]).to_dict()["train_loss"]
+            [1.0]
+        """
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "History":
+        """Inverse of ``to_dict`` (unknown keys are ignored).
+
+        Example:
+            >>> History.from_dict({"train_loss": [2.0, 1.0]}).epochs
+            2
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"data: expected a dict, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def plot(self, ax=None, logy: bool | None = None):
+        """Draw the training (and validation) loss per epoch; returns the axes.
+
+        The best epoch is marked by a dotted line. ``logy=None`` uses a log
+        scale when every loss is positive and they span more than a factor 30.
+
+        Example:
+            >>> import matplotlib; matplotlib.use("Agg")
+            >>> ax = History(train_loss=[1.0, 0.5, 0.3], val_loss=[1.2, 0.6, 0.7], best_epoch=2).plot()
+            >>> ax.get_xlabel()
+            'epoch'
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        x = np.arange(1, len(self.train_loss) + 1)
+        ax.plot(x, self.train_loss, label="train")
+        if self.val_loss:
+            ax.plot(np.arange(1, len(self.val_loss) + 1), self.val_loss, label="validation")
+        if self.best_epoch is not None:
+            ax.axvline(self.best_epoch, ls=":", color="gray", label=f"best (epoch {self.best_epoch})")
+        values = np.asarray(list(self.train_loss) + list(self.val_loss), dtype=float)
+        if logy is None:
+            logy = bool(values.size) and bool(np.all(values > 0)) and values.max() > 30 * values.min()
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        if self.train_loss:
+            ax.legend()
+        return ax
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_float(value, name: str, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name}: expected a number > 0, got {value}")
+    if not positive and value < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value}")
+    return float(value)
+
+
+def _check_data(data, name: str) -> None:
+    if isinstance(data, (str, bytes)) or data is None:
+        raise ValueError(f"{name}: expected an iterable of batches (list, DataLoader) or a callable "
+                         f"returning one per epoch, got {type(data).__name__}")
+    if isinstance(data, collections.abc.Iterator):
+        raise ValueError(f"{name}: a one-shot iterator/generator can be read only once, but fit "
+                         "reads the data every epoch; pass a list, a DataLoader, or a callable "
+                         "that returns a fresh iterable each epoch")
+    if not isinstance(data, collections.abc.Iterable) and not callable(data):
+        raise ValueError(f"{name}: expected an iterable of batches (list, DataLoader) or a callable "
+                         f"returning one per epoch, got {type(data).__name__}")
+
+
+def _epoch_batches(data, epoch: int, name: str):
+    """The iterable of batches for ``epoch`` (1-based)."""
+    if isinstance(data, collections.abc.Iterable):
+        return data
+    try:
+        inspect.signature(data).bind(epoch)
+        takes_epoch = True
+    except (TypeError, ValueError):  # takes no argument (or has no signature)
+        takes_epoch = False
+    batches = data(epoch) if takes_epoch else data()
+    if not isinstance(batches, collections.abc.Iterable) or isinstance(batches, (str, bytes)):
+        raise ValueError(f"{name}: the callable should return an iterable of batches, "
+                         f"got {type(batches).__name__} in epoch {epoch}")
+    return batches
+
+
+def _to_device(obj, dev: torch.device):
+    """Move tensors (also inside tuples, lists, dicts) to ``dev``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dev)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, dev) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(_to_device(v, dev) for v in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to_device(v, dev) for v in obj)
+    return obj
+
+
+def _batch_size(obj) -> int:
+    """Leading dimension of the first tensor in ``obj`` (1 if there is none)."""
+    if isinstance(obj, torch.Tensor):
+        return int(obj.shape[0]) if obj.ndim else 1
+    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (tuple, list)) else ()
+    for v in values:
+        if isinstance(v, (torch.Tensor, dict, tuple, list)):
+            return _batch_size(v)
+    return 1
+
+
+def _check_loss(loss, epoch: int, step: int, phase: str) -> float:
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        what = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"loss_fn: expected a scalar tensor, got {what} ({phase}, epoch {epoch}, step {step})")
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"{phase} loss is {value} at epoch {epoch}, step {step} (steps counted from 1 within the "
+            "epoch). Try a lower lr, clip_grad=1.0, or check the batch for NaN/inf values.")
+    return value
+
+
+def _make_optimizer(optimizer, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    if optimizer is None:
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if callable(optimizer):
+        opt = optimizer(model.parameters())
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise ValueError(f"optimizer: the factory should return a torch.optim.Optimizer, "
+                             f"got {type(opt).__name__}")
+        return opt
+    raise ValueError("optimizer: expected None, a torch.optim.Optimizer, or a callable "
+                     f"params -> Optimizer, got {type(optimizer).__name__}")
+
+
+def _make_scheduler(scheduler, opt):
+    if scheduler is None:
+        return None
+    if hasattr(scheduler, "step") and hasattr(scheduler, "state_dict"):
+        sched = scheduler
+    elif callable(scheduler):
+        sched = scheduler(opt)
+        if not (hasattr(sched, "step") and hasattr(sched, "state_dict")):
+            raise ValueError("scheduler: the factory should return an LR scheduler, "
+                             f"got {type(sched).__name__}")
+    else:
+        raise ValueError("scheduler: expected None, an LR scheduler, or a callable "
+                         f"optimizer -> scheduler, got {type(scheduler).__name__}")
+    if getattr(sched, "optimizer", opt) is not opt:
+        raise ValueError("scheduler: it wraps a different optimizer than the one fit uses; "
+                         "pass optimizer= too, or pass a factory lambda opt: Scheduler(opt, ...)")
+    return sched
+
+
+def _data_generators(data) -> dict:
+    """torch.Generators that drive a DataLoader's shuffling, so resume restores them too."""
+    gens = {}
+    if isinstance(data, torch.utils.data.DataLoader):
+        candidates = {
+            "generator": getattr(data, "generator", None),
+            "sampler": getattr(data.sampler, "generator", None),
+            "batch_sampler": getattr(getattr(data.batch_sampler, "sampler", None), "generator", None),
+        }
+        seen = set()
+        for key, gen in candidates.items():
+            if isinstance(gen, torch.Generator) and id(gen) not in seen:
+                seen.add(id(gen))
+                gens[key] = gen
+    return gens
+
+
+def _get_rng_state(loaders: dict) -> dict:
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": np_state["state"]["key"].tolist(),
+                  "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "data": {f"{name}.{key}": gen.get_state()
+                 for name, loader in loaders.items() for key, gen in _data_generators(loader).items()},
+    }
+
+
+def _set_rng_state(state: dict, loaders: dict) -> None:
+    random.setstate(state["python"])
+    s = state["numpy"]
+    np.random.set_state({"bit_generator": s["bit_generator"],
+                         "state": {"key": np.asarray(s["key"], dtype=np.uint32), "pos": s["pos"]},
+                         "has_gauss": s["has_gauss"], "gauss": s["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("data") or {}
+    for name, loader in loaders.items():
+        for key, gen in _data_generators(loader).items():
+            if f"{name}.{key}" in saved:
+                gen.set_state(saved[f"{name}.{key}"])
+
+
+def _cpu_state(model: nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means the file cannot be used
+        raise CheckpointError(
+            f"checkpoint {path} exists but cannot be loaded ({type(err).__name__}: {err}). "
+            "It is corrupt or not a cosmonb.fit checkpoint. fit does not silently start over: "
+            "delete the file to train from scratch, or restore it.") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a cosmonb.fit checkpoint (format "
+                              f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r}, "
+                              f"expected {CHECKPOINT_FORMAT!r}); delete it or pass another path")
+    missing = _REQUIRED_KEYS - set(ckpt)
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}; delete it or restore it")
+    return ckpt
+
+
+def _restore(ckpt: dict, path: Path, model, opt, sched, loaders) -> None:
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path} was written for a different model: {err}. "
+                              "Use another checkpoint path or delete the file.") from err
+    try:
+        opt.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path}: its optimizer state does not fit this optimizer "
+                              f"({err}); use the same optimizer as the interrupted run") from err
+    if (sched is None) != (ckpt["scheduler"] is None):
+        raise CheckpointError(f"checkpoint {path} was written "
+                              f"{'without' if ckpt['scheduler'] is None else 'with'} a scheduler, "
+                              f"but this call has {'one' if sched is not None else 'none'}; "
+                              "resume with the same setup or delete the file")
+    if sched is not None:
+        try:
+            sched.load_state_dict(ckpt["scheduler"])
+        except (ValueError, KeyError, RuntimeError, TypeError) as err:
+            raise CheckpointError(f"checkpoint {path}: scheduler state does not load ({err})") from err
+    try:
+        _set_rng_state(ckpt["rng"], loaders)
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path}: RNG states do not load ({err})") from err
+
+
+def _save_checkpoint(path: Path, *, epoch, epochs, model, opt, sched, history, best_val,
+                     best_state, since_best, loaders) -> None:
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "epochs_requested": epochs,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict() if sched is not None else None,
+        "history": history.to_dict(),
+        "best_val_loss": best_val,
+        "best_state": best_state,
+        "epochs_since_best": since_best,
+        "rng": _get_rng_state(loaders),
+        "torch_version": str(torch.__version__),
+    }
+    with runtime.atomic_write(path, "wb") as f:
+        torch.save(ckpt, f)
+
+
+def _run_epoch(model, loss_fn, batches, dev, epoch, *, opt=None, clip_grad=None, name="train_data"):
+    """One pass; trains when ``opt`` is given. Returns (mean loss, max grad norm or None)."""
+    training = opt is not None
+    phase = "training" if training else "validation"
+    model.train(training)
+    total, count, max_norm, step = 0.0, 0, None, 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    for step, batch in enumerate(batches, 1):
+        batch = _to_device(batch, dev)
+        if training:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model, batch)
+            value = _check_loss(loss, epoch, step, phase)
+            loss.backward()
+            if clip_grad is not None:
+                norm = float(torch.nn.utils.clip_grad_norm_(params, clip_grad))
+                if not math.isfinite(norm):
+                    raise NonFiniteLossError(f"gradient norm is {norm} at epoch {epoch}, step {step} "
+                                             f"(loss {value:.6g}); check the loss for log(0) or 1/0")
+                max_norm = norm if max_norm is None else max(max_norm, norm)
+            opt.step()
+        else:
+            with torch.no_grad():
+                value = _check_loss(loss_fn(model, batch), epoch, step, phase)
+        n = _batch_size(batch)
+        total += value * n
+        count += n
+    if step == 0:
+        raise ValueError(f"{name}: yielded no batches in epoch {epoch}")
+    return total / count, max_norm
+
+
+# --------------------------------------------------------------------------- public API
+def evaluate(model: nn.Module, loss_fn: Callable, data, *, device=None) -> float:
+    """Mean of ``loss_fn(model, batch)`` over ``data`` (batch-size weighted), in eval mode, no grad.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Linear(1, 1)
+        >>> _ = [nn.init.zeros_(p) for p in model.parameters()]
+        >>> evaluate(model, lambda m, b: (m(b) ** 2).mean(), [torch.ones(4, 1)])
+        0.0
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn: expected a callable (model, batch) -> scalar tensor, got {type(loss_fn).__name__}")
+    _check_data(data, "data")
+    dev = runtime._select_device(device, "device")
+    model.to(dev)
+    mean, _ = _run_epoch(model, loss_fn, _epoch_batches(data, 1, "data"), dev, 1, name="data")
+    return mean
+
+
+def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epochs: int,
+        optimizer=None, lr: float = 1e-3, scheduler=None, checkpoint=None, checkpoint_every: int = 1,
+        patience: int | None = None, min_delta: float = 0.0, clip_grad: float | None = None,
+        device=None, progress: bool = True, seed: int | None = None,
+        callback: Callable[[int, History], Any] | None = None) -> History:
+    """Train ``model`` by minimising ``loss_fn(model, batch)``; the one loop of the package.
+
+    Arguments:
+        model: any ``torch.nn.Module``; moved to ``device``.
+        loss_fn: ``loss_fn(model, batch) -> scalar tensor``.
+        train_data, val_data: iterables of batches (a list, a DataLoader)
+            or a callable returning one each epoch (called as ``f(epoch)``
+            if it takes an argument, else ``f()``). A batch is a tensor or a
+            tuple/list/dict of them; tensors are moved to ``device``.
+        epochs: total number of epochs (counting epochs done before a resume).
+        optimizer: ``None`` (Adam with ``lr``), an optimizer over
+            ``model.parameters()``, or a factory ``params -> optimizer``.
+        scheduler: ``None``, an LR scheduler, or a factory ``optimizer ->
+            scheduler``; stepped once per epoch (ReduceLROnPlateau gets the
+            validation loss, or the training loss without validation data).
+        checkpoint: file path. Written atomically every ``checkpoint_every``
+            epochs and at the end; if it exists when ``fit`` starts, training
+            resumes from it (and gives the same weights as an uninterrupted
+            run). A corrupt or mismatched file raises ``CheckpointError``.
+        patience: stop when the validation loss has not dropped by more than
+            ``min_delta`` for ``patience`` epochs, then restore the best
+            weights (needs ``val_data``). Without ``patience`` the best epoch
+            is still reported but the final weights are kept.
+        clip_grad: clip the total gradient norm to this value each step.
+        device: ``None`` (``cosmonb.device()``), or a device name.
+        progress: show a tqdm progress bar over epochs (train/val loss in the
+            postfix).
+        seed: if given, ``seed_everything(seed)`` before training.
+        callback: ``callback(epoch, history)`` after each epoch (and after
+            its checkpoint is written). It does not perturb the training
+            RNG streams, so resume stays exact even if it draws random numbers.
+
+    Returns a ``History``; the model ends in eval mode. A NaN/inf loss
+    raises ``NonFiniteLossError`` naming the epoch and step.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> x = torch.randn(64, 3); y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+        >>> data = [(x[:32], y[:32]), (x[32:], y[32:])]
+        >>> loss = lambda m, b: nn.functional.mse_loss(m(b[0]), b[1])
+        >>> h = fit(nn.Linear(3, 1), loss, data, data[1:], epochs=5, progress=False, seed=0)
+        >>> len(h.train_loss), len(h.val_loss), h.stopped_early
+        (5, 5, False)
+    """
+    # ---- validate
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model: has no trainable parameters")
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn: expected a callable (model, batch) -> scalar tensor, got {type(loss_fn).__name__}")
+    _check_data(train_data, "train_data")
+    if val_data is not None:
+        _check_data(val_data, "val_data")
+    epochs = _check_int(epochs, "epochs", 1)
+    lr = _check_float(lr, "lr", positive=True)
+    checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 1)
+    if patience is not None:
+        patience = _check_int(patience, "patience", 1)
+        if val_data is None:
+            raise ValueError("patience: early stopping watches the validation loss, so it needs val_data")
+    min_delta = _check_float(min_delta, "min_delta", positive=False)
+    if clip_grad is not None:
+        clip_grad = _check_float(clip_grad, "clip_grad", positive=True)
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback: expected a callable (epoch, history), got {type(callback).__name__}")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint: expected a file path, got {type(checkpoint).__name__}")
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_dir():
+            raise ValueError(f"checkpoint: {checkpoint} is a directory; give a file path such as run.pt")
+    if seed is not None:
+        runtime.seed_everything(seed)
+    dev = runtime._select_device(device, "device")
+
+    # ---- set up
+    model.to(dev)
+    opt = _make_optimizer(optimizer, model, lr)
+    sched = _make_scheduler(scheduler, opt)
+    loaders = {"train_data": train_data, "val_data": val_data}
+    history = History()
+    best_val, best_state, since_best, start = math.inf, None, 0, 0
+    if checkpoint is not None and checkpoint.exists():
+        ckpt = _load_checkpoint(checkpoint)
+        _restore(ckpt, checkpoint, model, opt, sched, loaders)
+        start = int(ckpt["epoch"])
+        history = History.from_dict(ckpt["history"])
+        best_val = math.inf if ckpt["best_val_loss"] is None else float(ckpt["best_val_loss"])
+        best_state, since_best = ckpt["best_state"], int(ckpt["epochs_since_best"])
+        if start >= epochs or history.stopped_early:
+            print(f"[cosmonb.fit] {checkpoint} already holds a finished run "
+                  f"({start} epochs; {history.stop_reason or 'done'}); not training further")
+            if start > epochs:
+                print(f"[cosmonb.fit] note: the checkpoint has {start} epochs, more than epochs={epochs}")
+            if best_state is not None and (patience is not None or history.stopped_early):
+                model.load_state_dict(best_state)
+            model.eval()
+            return history
+        history.resumed_at.append(start)
+        print(f"[cosmonb.fit] resumed from {checkpoint} after epoch {start} of {epochs}")
+
+    # ---- loop
+    seconds_before = history.seconds
+    t0 = time.perf_counter()
+    bar = tqdm(total=epochs, initial=start, desc="fit", unit="epoch", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        for epoch in range(start + 1, epochs + 1):
+            history.lr.append(float(opt.param_groups[0]["lr"]))
+            train_loss, norm = _run_epoch(model, loss_fn, _epoch_batches(train_data, epoch, "train_data"),
+                                          dev, epoch, opt=opt, clip_grad=clip_grad)
+            history.train_loss.append(train_loss)
+            if norm is not None:
+                history.grad_norm.append(norm)
+            postfix = {"train": f"{train_loss:.4g}"}
+            if val_data is not None:
+                val_loss, _ = _run_epoch(model, loss_fn, _epoch_batches(val_data, epoch, "val_data"),
+                                         dev, epoch, name="val_data")
+                history.val_loss.append(val_loss)
+                postfix["val"] = f"{val_loss:.4g}"
+                if val_loss < best_val - min_delta:
+                    best_val, best_state, since_best = val_loss, _cpu_state(model), 0
+                    history.best_epoch, history.best_val_loss = epoch, val_loss
+                else:
+                    since_best += 1
+            if sched is not None:
+                if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    sched.step(history.val_loss[-1] if val_data is not None else train_loss)
+                else:
+                    sched.step()
+            stop = patience is not None and since_best >= patience
+            if stop:
+                history.stopped_early = True
+                history.stop_reason = (
+                    f"early stopping after epoch {epoch}: validation loss did not improve by more than "
+                    f"{min_delta:g} for {patience} epochs since epoch {history.best_epoch} "
+                    f"({best_val:.6g}); best weights restored")
+            elif epoch == epochs:
+                history.stop_reason = f"completed {epochs} epochs" + (
+                    "; best weights restored" if patience is not None and best_state is not None else "")
+            history.seconds = seconds_before + time.perf_counter() - t0
+            if checkpoint is not None and (stop or epoch == epochs or epoch % checkpoint_every == 0):
+                _save_checkpoint(checkpoint, epoch=epoch, epochs=epochs, model=model, opt=opt, sched=sched,
+                                 history=history, best_val=None if math.isinf(best_val) else best_val,
+                                 best_state=best_state, since_best=since_best, loaders=loaders)
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+            if callback is not None:
+                rng = _get_rng_state(loaders)
+                callback(epoch, history)
+                _set_rng_state(rng, loaders)
+            if stop:
+                break
+    finally:
+        bar.close()
+    if patience is not None and best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
