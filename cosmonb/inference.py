@@ -81,11 +81,11 @@ class GridPosterior:
 
         ax = ax or plt.gca()
         thresholds = sorted(self.level(m) for m in levels)
-        ax.contourf(self.x, self.y, self.prob.T, levels=thresholds + [self.prob.max() * 1.01],
-                    colors=[color], alpha=0.25)
-        cs = ax.contour(self.x, self.y, self.prob.T, levels=thresholds, colors=[color])
+        top = self.prob.max() * 1.01
+        for i, t in enumerate(thresholds):  # outer region light, inner region darker
+            ax.contourf(self.x, self.y, self.prob.T, levels=[t, top], colors=[color], alpha=0.18)
+        ax.contour(self.x, self.y, self.prob.T, levels=thresholds, colors=[color], linewidths=1.2)
         if label:
-            cs.collections[0].set_label(label) if hasattr(cs, "collections") else None
             ax.plot([], [], color=color, label=label)
         if truth is not None:
             ax.plot(truth[0], truth[1], "k*", ms=12, label="truth")

@@ -260,6 +260,29 @@ def power_spectrum_bins(n, box_size=25.0):
     return binning.k.copy(), binning.n_modes.copy()
 
 
+def bin_mode_power(mode_power, box_size=25.0):
+    r"""Bin an expected per-mode power :math:`E|\delta_k|^2` (unnormalised FFT) like :func:`power_spectrum`.
+
+    ``mode_power``: (n, n) on numpy's full FFT grid, or a batch (B, n, n). Use it to put a
+    model's expected spectrum in exactly the bins that :func:`power_spectrum` measures.
+
+    Example:
+        >>> k, p = bin_mode_power(np.full((16, 16), 16.0**2), box_size=16.0)
+        >>> bool(np.allclose(p, 1.0))
+        True
+    """
+    arr = as_finite_array(mode_power, "mode_power")
+    single = arr.ndim == 2
+    arr = arr[None] if single else arr
+    check_ndim(arr, "mode_power", 3, "per-mode power of shape (n, n) or (B, n, n)")
+    n = arr.shape[-1]
+    if arr.shape[-2] != n:
+        raise ValueError(f"mode_power: expected a square grid, got {arr.shape[-2:]}")
+    binning = _binning(n, _check_box_size(box_size))
+    pk = _binned(arr[..., : n // 2 + 1], binning)
+    return binning.k.copy(), pk[0] if single else pk
+
+
 # ----------------------------------------------------------------------------
 # pixel PDFs
 # ----------------------------------------------------------------------------

@@ -28,7 +28,6 @@ def main(argv=None) -> int:
     paths = [Path(p) for p in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MPLBACKEND", "Agg")
     if quick:
         os.environ["COSMONB_QUICK"] = "1"
     failures, summary = [], []

@@ -23,8 +23,8 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict | None = None, t
     records_file = out_dir / (Path(name).stem + ".records.json")
     if records_file.exists():
         records_file.unlink()
-    env_before = {k: os.environ.get(k) for k in ("COSMONB_QUICK", "COSMONB_RECORDS", "MPLBACKEND")}
-    os.environ.update(COSMONB_QUICK="1", COSMONB_RECORDS=str(records_file), MPLBACKEND="Agg")
+    env_before = {k: os.environ.get(k) for k in ("COSMONB_QUICK", "COSMONB_RECORDS")}
+    os.environ.update(COSMONB_QUICK="1", COSMONB_RECORDS=str(records_file))
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(NOTEBOOKS / name), str(out_dir / name),
