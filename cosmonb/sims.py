@@ -213,8 +213,17 @@ def gaussian_field(power, n_pix=N_PIX, box_size=BOX_SIZE, n_maps=1, seed=0):
 
 
 def lognormal_transform(g, variance):
-    """delta = exp(g - variance/2) - 1: a positive density (1 + delta > 0) with <delta> = 0."""
-    return np.exp(np.asarray(g) - np.asarray(variance) / 2) - 1.0
+    """delta = exp(g - variance/2) - 1: a positive density (1 + delta > 0) with <delta> = 0.
+
+    Example:
+        >>> float(lognormal_transform(0.0, 0.0))
+        0.0
+    """
+    g = as_finite_array(g, "g")
+    variance = as_finite_array(variance, "variance")
+    if np.any(variance < 0):
+        raise ValueError("variance: expected the variance of g, >= 0")
+    return np.exp(g - variance / 2) - 1.0
 
 
 def log_dark_matter(params, n_pix=N_PIX, seed=0, box_size=BOX_SIZE, indices=None):
@@ -363,6 +372,7 @@ def lh_set(n_sims=1000, maps_per_sim=MAPS_PER_SIM, seed=0):
 
     Map i belongs to simulation i // maps_per_sim, as in CMD.
     """
+    maps_per_sim = _check_size(maps_per_sim, "maps_per_sim")
     sims = sample_prior(n_sims, seed=seed, latin_hypercube=True)
     return np.repeat(sims, maps_per_sim, axis=0), np.repeat(np.arange(n_sims), maps_per_sim)
 
@@ -373,6 +383,8 @@ def one_p_set(n_values=11, maps_per_sim=MAPS_PER_SIM):
     Returns per-map params (6 * n_values * maps_per_sim, 6) and simulation ids; values are
     linear in Omega_m and sigma_8 and logarithmic in the A's.
     """
+    n_values = _check_size(n_values, "n_values")
+    maps_per_sim = _check_size(maps_per_sim, "maps_per_sim")
     rows = []
     for j in range(6):
         if LOG_UNIFORM[j]:
@@ -457,6 +469,8 @@ def exact_posterior(map_, n_grid=100, omega_m_range=cosmology.OMEGA_M_RANGE,
     from .inference import GridPosterior
 
     n_grid = _check_size(n_grid, "n_grid")
+    if np.ndim(map_) != 2:
+        raise ValueError(f"map_: expected one Mcdm map (n, n), got shape {np.shape(map_)}")
     om = np.linspace(*omega_m_range, n_grid)
     s8 = np.linspace(*sigma_8_range, n_grid)
     ll = log_likelihood(np.asarray(map_)[None], om[:, None], s8[None, :], box_size)[0]
@@ -476,6 +490,9 @@ def fisher_matrix(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE, step=1e-4):
         True
     """
     _check_cosmology(omega_m, sigma_8)
+    n_pix = _check_size(n_pix, "n_pix")
+    if not step > 0:
+        raise ValueError(f"step: expected a finite-difference step > 0, got {step}")
     theta = np.array([omega_m, sigma_8], float)
     _, _, counts = _grid(n_pix, box_size)
     d_ln_s, d_mu = [], []
@@ -570,6 +587,7 @@ def map_power_spectrum(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE, log_fie
     from .stats import bin_mode_power
 
     _check_cosmology(omega_m, sigma_8)
+    n_pix = _check_size(n_pix, "n_pix")
     _, inverse, _ = _grid(n_pix, box_size)
     s_g = log_field_spectrum(float(omega_m), float(sigma_8), n_pix, box_size)[0][inverse]
     if log_field:

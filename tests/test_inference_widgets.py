@@ -1,0 +1,72 @@
+"""Grid posteriors, plotting helpers and the slider widget."""
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from cosmonb import plotting, sims, widgets  # noqa: E402
+from cosmonb.inference import GridPosterior  # noqa: E402
+
+
+def gaussian_posterior(rho=0.6, sx=0.5, sy=1.0, n=241):
+    x = np.linspace(-6 * sx, 6 * sx, n)
+    y = np.linspace(-6 * sy, 6 * sy, n)
+    cov = np.array([[sx**2, rho * sx * sy], [rho * sx * sy, sy**2]])
+    inv = np.linalg.inv(cov)
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    lp = -0.5 * (inv[0, 0] * X**2 + 2 * inv[0, 1] * X * Y + inv[1, 1] * Y**2)
+    return GridPosterior(x, y, lp + 1234.0)  # an additive constant must not matter
+
+
+def test_moments_and_hpd_regions_of_a_gaussian():
+    post = gaussian_posterior()
+    np.testing.assert_allclose(post.std, [0.5, 1.0], rtol=1e-3)
+    assert post.corr == pytest.approx(0.6, abs=1e-3)
+    np.testing.assert_allclose(post.mean, 0, atol=1e-9)
+    # a point at Mahalanobis radius r sits on the boundary of the 1 - exp(-r^2/2) region
+    r = 1.5
+    point = np.array([r * 0.5, 0.0]) * np.sqrt(1 - 0.6**2)  # x-axis point with Mahalanobis r
+    assert post.credible_mass(point) == pytest.approx(1 - np.exp(-r**2 / 2), abs=0.01)
+    assert post.contains([0, 0], 0.05) and not post.contains([1.5, -3.0], 0.95)
+    assert np.trapezoid(post.marginal(0), post.x) == pytest.approx(1, abs=1e-3)
+
+
+def test_grid_posterior_rejects_bad_input():
+    with pytest.raises(ValueError, match="log_post"):
+        GridPosterior([0, 1], [0, 1, 2], np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="log_post"):
+        GridPosterior([0, 1], [0, 1], np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="mass"):
+        gaussian_posterior().level(1.5)
+
+
+def test_plots_draw_something():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    gaussian_posterior().plot(ax, truth=[0, 0], label="g")
+    plotting.fisher_ellipse(ax, [0, 0], np.eye(2), color="r")
+    assert len(ax.lines) >= 3
+    fig = plotting.plot_maps(np.exp(np.random.default_rng(0).normal(size=(3, 8, 8))))
+    assert len(fig.axes) >= 3
+    with pytest.raises(ValueError, match="positive"):
+        plotting.plot_maps(-np.ones((1, 4, 4)))
+    plt.close("all")
+
+
+def test_parameter_explorer_redraws_with_the_sampler():
+    calls = []
+    base = widgets.simulator_sampler(seed=1, n_pix=16)
+
+    def draw(om, s8):
+        calls.append((om, s8))
+        return base(om, s8)
+
+    box = widgets.parameter_explorer(draw)
+    sliders = box.children[0].children
+    assert [s.description for s in sliders] == ["Omega_m", "sigma_8"]
+    sliders[0].value = 0.42
+    assert calls[0] == (0.3, 0.8) and calls[-1] == (0.42, 0.8)
+    # fixed seed: the same parameters redraw the same map
+    assert np.array_equal(base(0.3, 0.8), sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=16, seed=1)[0, 0])
