@@ -6,7 +6,7 @@ density whose total mass reaches c (highest posterior density, HPD).
 
 Example:
     >>> import numpy as np
-    >>> x, y = np.linspace(-3, 3, 61), np.linspace(-3, 3, 61)
+    >>> x, y = np.linspace(-6, 6, 121), np.linspace(-6, 6, 121)
     >>> post = GridPosterior(x, y, -0.5 * (x[:, None] ** 2 + y[None, :] ** 2))
     >>> np.round(post.std, 2)
     array([1., 1.])
