@@ -21,7 +21,6 @@ def test_notebook_00_runs_in_quick_mode_and_records_its_numbers(notebook_run):
     assert records["exact_coverage_95"] > 0.8
     # measured spectra against the exact theory
     assert records["pk_log_field_max_deviation"] < 0.2
-    assert records["pk_map_max_deviation"] < 0.4
     # channels are cross-correlated; supernova feedback moves the gas more than AGN feedback
     assert records["channel_correlation_mcdm_mgas"] > 0.5
     assert records["gas_response_A_SN1"] > 2 * records["gas_response_A_AGN1"]
