@@ -12,6 +12,8 @@ Example:
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import sims, stats
@@ -47,14 +49,34 @@ def draw_panel(draw, omega_m, sigma_8, reference=None, axes=None, box_size=sims.
     return axes
 
 
-def parameter_explorer(draw, reference=None, omega_m=0.3, sigma_8=0.8, vmin=None, vmax=None):
+def headless() -> bool:
+    """True under the test harness or ``make run`` (COSMONB_QUICK / COSMONB_RECORDS set).
+
+    Widgets with live comms can stall a headless kernel (jupyter/nbclient#312), so
+    notebooks draw a static panel there instead.
+    """
+    from .runtime import is_quick
+
+    return is_quick() or bool(os.environ.get("COSMONB_RECORDS"))
+
+
+def parameter_explorer(draw, reference=None, omega_m=0.3, sigma_8=0.8, vmin=None, vmax=None,
+                       interactive=None):
     """Sliders for Omega_m in [0.1, 0.5] and sigma_8 in [0.6, 1.0] that redraw ``draw_panel``.
 
-    Returns the ipywidgets container (display it as a cell's last expression). Headless runs
-    (papermill, nbval) render the initial state once.
+    Returns the ipywidgets container (display it as a cell's last expression). With
+    ``interactive=False`` (the default when :func:`headless`) it draws the initial panel as a
+    plain figure and returns None.
     """
-    import ipywidgets as w
     import matplotlib.pyplot as plt
+
+    if interactive is None:
+        interactive = not headless()
+    if not interactive:
+        draw_panel(draw, omega_m, sigma_8, reference, vmin=vmin, vmax=vmax)
+        plt.show()
+        return None
+    import ipywidgets as w
 
     om = w.FloatSlider(value=omega_m, min=0.1, max=0.5, step=0.01, description="Omega_m",
                        continuous_update=False)

@@ -63,10 +63,13 @@ def test_parameter_explorer_redraws_with_the_sampler():
         calls.append((om, s8))
         return base(om, s8)
 
-    box = widgets.parameter_explorer(draw)
+    box = widgets.parameter_explorer(draw, interactive=True)
     sliders = box.children[0].children
     assert [s.description for s in sliders] == ["Omega_m", "sigma_8"]
     sliders[0].value = 0.42
     assert calls[0] == (0.3, 0.8) and calls[-1] == (0.42, 0.8)
     # fixed seed: the same parameters redraw the same map
     assert np.array_equal(base(0.3, 0.8), sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=16, seed=1)[0, 0])
+    # headless: one static panel, no live widget
+    assert widgets.parameter_explorer(draw, interactive=False) is None
+    assert calls[-1] == (0.3, 0.8)
