@@ -1,0 +1,546 @@
+r"""Normalizing flows for galaxy catalogs (notebook 02), built from zuko's spline transforms.
+
+A normalizing flow maps data ``x`` to a standard normal ``z = T(x)`` through an
+invertible, differentiable ``T``; the change of variables gives the density
+
+    ln q(x) = ln N(T(x); 0, I) + ln |det dT/dx|,
+
+and a composition ``T = T_K o ... o T_1`` adds the log-det-Jacobians of its
+layers. Each layer here is a monotonic rational-quadratic spline (Durkan et al.
+2019, "Neural Spline Flows"), from :mod:`zuko`: ``bins`` bins on ``[-bound,
+bound]`` (identity outside), whose knots are learned directly (1D) or predicted
+by a masked network from the preceding features (autoregressive, Papamakarios et
+al. 2017). Optional batch normalisation layers (Dinh et al. 2017) sit before each
+spline, as in the 1D flow of the CAMELS galaxy-catalog flows project.
+
+:class:`DensityFlow` wraps a zuko flow with the data standardisation (stored as
+buffers, so a checkpoint carries it) and works in data units: ``log_prob`` is
+the density of ``x`` itself (per dex for log-masses), directly comparable with
+the true density of :mod:`cosmonb.catalogs`.
+
+Example:
+    >>> import torch
+    >>> flow = DensityFlow(features=2, transforms=2, bins=4, hidden=(16,))
+    >>> x = torch.randn(64, 2) * 0.3 + torch.tensor([11.0, 9.0])
+    >>> flow.set_normaliser(x)
+    >>> flow.log_prob(x).shape, flow.sample(5).shape
+    (torch.Size([64]), torch.Size([5, 2]))
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+import torch
+import zuko
+from torch import nn
+from torch.distributions import Transform, constraints
+from zuko.lazy import Flow, LazyTransform, UnconditionalDistribution
+from zuko.transforms import DependentTransform, MonotonicRQSTransform
+
+from .. import checkpoints
+from .. import train as _train
+
+__all__ = [
+    "BatchNormTransform", "DensityFlow", "nll_loss", "make_batches", "fit_flow",
+    "per_sample_nll", "per_sample_parts", "save_flow", "load_flow", "recall_at_fpr",
+    "spline_knots", "PRESETS",
+]
+
+#: The shipped flows of notebook 02: model config and training settings. The
+#: notebook (TRAIN=True) and ``bench/flows.py --train`` both use them.
+PRESETS = {
+    # 1D on log10 M_star: batch norm + element-wise spline layers (as in the project's SimpleSpline)
+    "flows_1d": {"model": {"features": 1, "transforms": 4, "bins": 16, "batch_norm": True, "bound": 8.0},
+                 "train": {"epochs": 30, "lr": 3e-3, "batch_size": 512}},
+    # 2D on (log10 M_total, log10 M_star): 3 autoregressive spline layers, M_total first
+    "flows_2d": {"model": {"features": 2, "transforms": 3, "bins": 16, "hidden": [64, 64],
+                           "bound": 8.0, "order": "fixed"},
+                 "train": {"epochs": 40, "lr": 3e-3, "batch_size": 512}},
+    # the same, conditioned on log10 A_SN1
+    "flows_cond": {"model": {"features": 2, "context": 1, "transforms": 3, "bins": 16, "hidden": [64, 64],
+                             "bound": 8.0, "order": "fixed"},
+                   "train": {"epochs": 40, "lr": 3e-3, "batch_size": 512}},
+}
+
+
+# --------------------------------------------------------------------------- batch norm
+class _BatchNorm(Transform):
+    """Element-wise ``y = (x - mu) / sqrt(var + eps) * exp(log_gamma) + beta`` (one flow layer)."""
+
+    domain = constraints.real
+    codomain = constraints.real
+    bijective = True
+    sign = +1
+
+    def __init__(self, module: "BatchNormTransform"):
+        super().__init__()
+        self.module = module
+
+    def _stats(self, x):
+        m = self.module
+        if m.training:
+            flat = x.reshape(-1, x.shape[-1])
+            if flat.shape[0] < 2:
+                raise ValueError("x: batch normalisation in training mode needs batches of >= 2 rows")
+            mean, var = flat.mean(0), flat.var(0, unbiased=False)
+            with torch.no_grad():
+                m.running_mean.lerp_(mean.detach(), m.momentum)
+                m.running_var.lerp_(var.detach(), m.momentum)
+            return mean, var
+        return m.running_mean, m.running_var
+
+    def call_and_ladj(self, x):
+        m = self.module
+        mean, var = self._stats(x)
+        scale = torch.exp(m.log_gamma) / torch.sqrt(var + m.eps)
+        y = (x - mean) * scale + m.beta
+        return y, torch.log(scale).expand(x.shape)
+
+    def _call(self, x):
+        return self.call_and_ladj(x)[0]
+
+    def _inverse(self, y):
+        m = self.module
+        scale = torch.exp(m.log_gamma) / torch.sqrt(m.running_var + m.eps)
+        return (y - m.beta) / scale + m.running_mean
+
+    def log_abs_det_jacobian(self, x, y):
+        return self.call_and_ladj(x)[1]
+
+
+class BatchNormTransform(LazyTransform):
+    r"""Batch normalisation as an invertible flow layer (Dinh et al. 2017, RealNVP, sec. 3.7).
+
+    ``y = (x - mu) / sqrt(sigma^2 + eps) exp(log_gamma) + beta``, with ``mu,
+    sigma^2`` the batch statistics in training mode and their running averages
+    in eval mode (and always for the inverse, i.e. sampling). The
+    log-det-Jacobian is ``sum(log_gamma - 0.5 ln(sigma^2 + eps))``. It composes
+    with zuko's lazy transforms.
+
+    Example:
+        >>> bn = BatchNormTransform(2)
+        >>> x = torch.randn(100, 2) * 3 + 1
+        >>> y, ladj = bn().call_and_ladj(x)
+        >>> round(float(y.detach().std(0, unbiased=False).mean()), 3), ladj.shape
+        (1.0, torch.Size([100]))
+    """
+
+    def __init__(self, features: int, momentum: float = 0.05, eps: float = 1e-5):
+        super().__init__()
+        self.log_gamma = nn.Parameter(torch.zeros(features))
+        self.beta = nn.Parameter(torch.zeros(features))
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+        self.momentum, self.eps = float(momentum), float(eps)
+
+    def forward(self, c=None) -> Transform:
+        return DependentTransform(_BatchNorm(self), 1)
+
+
+# --------------------------------------------------------------------------- the flow
+def _as_tensor(x, name, features, dtype=torch.float32, device=None):
+    """x as a finite float tensor of shape (N, features); ValueError naming ``name`` otherwise."""
+    if isinstance(x, np.ndarray) or not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name}: expected numbers, got {type(x).__name__}") from err
+    x = x.to(dtype=dtype, device=device)
+    if x.ndim == 1 and features == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != features:
+        raise ValueError(f"{name}: expected shape (N, {features}), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: is empty (0 rows)")
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(dim=1).sum())
+        raise ValueError(f"{name}: {bad} row(s) have NaN/inf values")
+    return x
+
+
+class DensityFlow(nn.Module):
+    r"""A (conditional) neural spline flow in data units: standardise, then zuko splines.
+
+    ``ln q(x | c) = ln q_std((x - shift) / scale | c_std) - sum(ln scale)``.
+
+    Arguments:
+        features: dimension of x (1: log M_star; 2: log M_total, log M_star).
+        context: dimension of the conditioning variable c (0: unconditional).
+        transforms: number of spline layers.
+        bins: spline bins per layer.
+        hidden: hidden widths of each layer's (masked) network (unused for an
+            unconditional 1D flow, whose knots are free parameters).
+        batch_norm: put a :class:`BatchNormTransform` before each spline.
+        bound: the splines act on ``[-bound, bound]`` in standardised units.
+        order: ``"fixed"``: every layer is autoregressive in the same order
+            (feature 0 first), so ``q(x) = q(x_0) q(x_1 | x_0)`` and
+            :meth:`log_prob_parts` gives both factors exactly; ``"alternate"``:
+            zuko's MAF default, reversing the order each layer.
+
+    Example:
+        >>> flow = DensityFlow(1, transforms=2, bins=4, batch_norm=True)
+        >>> flow.config["batch_norm"], sum(p.numel() for p in flow.parameters())
+        (True, 26)
+    """
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, bins: int = 8,
+                 hidden=(64, 64), batch_norm: bool = False, bound: float = 5.0,
+                 order: str = "fixed"):
+        super().__init__()
+        for name, v, low in (("features", features, 1), ("context", context, 0),
+                             ("transforms", transforms, 1), ("bins", bins, 2)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {v!r}")
+        if order not in ("fixed", "alternate"):
+            raise ValueError(f"order: expected 'fixed' or 'alternate', got {order!r}")
+        hidden = tuple(int(h) for h in hidden)
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden: expected positive layer widths, got {hidden}")
+        if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+            raise ValueError(f"bound: expected a number > 0, got {bound!r}")
+        self.features, self.context = int(features), int(context)
+        self._config = {"features": self.features, "context": self.context,
+                        "transforms": int(transforms), "bins": int(bins), "hidden": list(hidden),
+                        "batch_norm": bool(batch_norm), "bound": float(bound), "order": order}
+        univariate = partial(MonotonicRQSTransform, bound=float(bound))
+        shapes = [(bins,), (bins,), (bins - 1,)]
+        layers = []
+        for i in range(transforms):
+            if batch_norm:
+                layers.append(BatchNormTransform(self.features))
+            perm = torch.arange(self.features)
+            if order == "alternate" and i % 2 == 1:
+                perm = perm.flip(0)
+            layers.append(zuko.flows.MaskedAutoregressiveTransform(
+                features=self.features, context=self.context, order=perm,
+                univariate=univariate, shapes=shapes, hidden_features=hidden))
+        base = UnconditionalDistribution(zuko.distributions.DiagNormal, torch.zeros(self.features),
+                                         torch.ones(self.features), buffer=True)
+        self.flow = Flow(layers, base)
+        self.register_buffer("x_shift", torch.zeros(self.features))
+        self.register_buffer("x_scale", torch.ones(self.features))
+        self.register_buffer("c_shift", torch.zeros(self.context))
+        self.register_buffer("c_scale", torch.ones(self.context))
+
+    @property
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this flow (``DensityFlow(**config)``)."""
+        return dict(self._config)
+
+    def set_normaliser(self, x, c=None) -> None:
+        """Standardise with the mean and std of the training data ``x`` (and ``c``)."""
+        x = _as_tensor(x, "x", self.features)
+        self.x_shift.copy_(x.mean(0))
+        self.x_scale.copy_(x.std(0).clamp_min(1e-6))
+        if self.context:
+            c = _as_tensor(c, "c", self.context)
+            self.c_shift.copy_(c.mean(0))
+            self.c_scale.copy_(c.std(0).clamp_min(1e-6))
+
+    def normaliser(self) -> dict:
+        """The standardisation as a dict of tensors (also in the state_dict)."""
+        return {k: getattr(self, k).detach().cpu().clone()
+                for k in ("x_shift", "x_scale", "c_shift", "c_scale")}
+
+    def _context(self, c, n=None):
+        if self.context == 0:
+            if c is not None:
+                raise ValueError("c: this flow is unconditional (context=0); pass c=None")
+            return None
+        if c is None:
+            raise ValueError(f"c: this flow is conditional; pass c of shape (N, {self.context})")
+        c = _as_tensor(c, "c", self.context, device=self.x_shift.device)
+        if n is not None and c.shape[0] not in (1, n):
+            raise ValueError(f"c: expected 1 or {n} rows, got {c.shape[0]}")
+        if n is not None and c.shape[0] == 1 and n > 1:
+            c = c.expand(n, -1)
+        return (c - self.c_shift) / self.c_scale
+
+    def log_prob(self, x, c=None) -> torch.Tensor:
+        """ln q(x | c) per row, in data units (nats per unit volume of x), shape (N,)."""
+        x = _as_tensor(x, "x", self.features, device=self.x_shift.device)
+        cs = self._context(c, len(x))
+        u = (x - self.x_shift) / self.x_scale
+        return self.flow(cs).log_prob(u) - torch.log(self.x_scale).sum()
+
+    def log_prob_parts(self, x, c=None):
+        """``(ln q(x_0 | c), ln q(x_1.. | x_0, c))`` for a ``order="fixed"`` flow.
+
+        Every layer transforms feature 0 using nothing but feature 0, so
+        ``z_0 = T_0(x_0)`` and ``ln q(x_0) = ln N(z_0) + ln |dz_0/dx_0|``; the
+        conditional is the joint minus that marginal. Gradients are used to
+        get ``dz_0/dx_0``; the results are detached.
+        """
+        if self._config["order"] != "fixed" or self.features < 2:
+            raise ValueError("log_prob_parts: needs a flow with features >= 2 and order='fixed'")
+        x = _as_tensor(x, "x", self.features, device=self.x_shift.device)
+        cs = self._context(c, len(x))
+        with torch.enable_grad():
+            u = ((x - self.x_shift) / self.x_scale).detach().requires_grad_(True)
+            dist = self.flow(cs)
+            z = dist.transform(u)
+            (dz0,) = torch.autograd.grad(z[:, 0].sum(), u)
+        dz0 = dz0[:, 0].detach()
+        z0 = z[:, 0].detach()
+        log_marg = (-0.5 * z0**2 - 0.5 * math.log(2 * math.pi) + torch.log(dz0.abs())
+                    - torch.log(self.x_scale[0]))
+        with torch.no_grad():
+            joint = self.log_prob(x, c)
+        return log_marg, joint - log_marg
+
+    @torch.no_grad()
+    def sample(self, n: int, c=None, seed: int | None = None) -> torch.Tensor:
+        """n samples (n, features) in data units; ``c`` of shape (1, C) or (n, C)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n: expected a positive integer, got {n!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            gen_state = None
+            if seed is not None:
+                gen_state = torch.random.get_rng_state()
+                torch.manual_seed(int(seed))
+            cs = self._context(c, int(n))
+            shape = () if cs is not None else (int(n),)
+            u = self.flow(cs).sample(shape)
+            if gen_state is not None:
+                torch.random.set_rng_state(gen_state)
+        finally:
+            self.train(was_training)
+        return u * self.x_scale + self.x_shift
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self._config.items())
+
+
+# --------------------------------------------------------------------------- training
+def nll_loss(model: DensityFlow, batch) -> torch.Tensor:
+    """Mean negative log-likelihood of a batch: ``x`` or ``(x, c)`` (the loss for ``fit``)."""
+    if isinstance(batch, (tuple, list)):
+        x, c = batch
+    else:
+        x, c = batch, None
+    return -model.log_prob(x, c).mean()
+
+
+def make_batches(x, c=None, batch_size: int = 512, seed: int = 0, shuffle: bool = True):
+    """A callable ``epoch -> list of batches`` (``x`` or ``(x, c)`` tensors).
+
+    With ``shuffle`` the order is a permutation drawn from ``(seed, epoch)``, so a
+    resumed run sees the same batches. The last short batch is kept (no row
+    is ever dropped), merged into the previous one if it has fewer than 2 rows
+    (batch norm needs 2).
+
+    Example:
+        >>> batches = make_batches(torch.arange(10.0)[:, None], batch_size=4)
+        >>> [len(b) for b in batches(1)]
+        [4, 4, 2]
+    """
+    x = torch.as_tensor(x, dtype=torch.float32)
+    c = None if c is None else torch.as_tensor(c, dtype=torch.float32)
+    if len(x) == 0:
+        raise ValueError("x: no training rows")
+    if c is not None and len(c) != len(x):
+        raise ValueError(f"c: expected {len(x)} rows like x, got {len(c)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+        raise ValueError(f"batch_size: expected an integer >= 2, got {batch_size!r}")
+    n = len(x)
+    edges = list(range(0, n, batch_size)) + [n]
+    if len(edges) > 2 and edges[-1] - edges[-2] < 2:
+        edges.pop(-2)
+
+    def batches(epoch: int = 0):
+        if shuffle:
+            gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+            idx = torch.randperm(n, generator=gen)
+        else:
+            idx = torch.arange(n)
+        out = []
+        for a, b in zip(edges[:-1], edges[1:]):
+            sel = idx[a:b]
+            out.append(x[sel] if c is None else (x[sel], c[sel]))
+        return out
+
+    return batches
+
+
+def fit_flow(model: DensityFlow, x, c=None, x_val=None, c_val=None, *, epochs: int, lr: float = 1e-3,
+             batch_size: int = 512, patience: int | None = None, seed: int = 0, progress: bool = False,
+             checkpoint=None, weight_decay: float = 0.0, clip_grad: float | None = 5.0,
+             set_normaliser: bool = True):
+    """Train ``model`` by maximum likelihood with :func:`cosmonb.train.fit`; returns its History.
+
+    Adam with a cosine learning-rate decay over ``epochs``; ``patience``
+    (needs validation data) stops early and restores the best weights.
+    The standardisation is fitted to ``x`` (and ``c``) first unless
+    ``set_normaliser=False`` (e.g. when resuming).
+
+    Example:
+        >>> _ = torch.manual_seed(0); x = torch.randn(256, 1) * 0.5 + 9.0
+        >>> flow = DensityFlow(1, transforms=1, bins=4)
+        >>> h = fit_flow(flow, x, epochs=3, batch_size=64)
+        >>> h.epochs
+        3
+    """
+    if not isinstance(model, DensityFlow):
+        raise ValueError(f"model: expected a DensityFlow, got {type(model).__name__}")
+    x = _as_tensor(x, "x", model.features)
+    if model.context:
+        c = _as_tensor(c, "c", model.context)
+        if len(c) != len(x):
+            raise ValueError(f"c: expected {len(x)} rows like x, got {len(c)}")
+    elif c is not None:
+        raise ValueError("c: this flow is unconditional (context=0); pass c=None")
+    val = None
+    if x_val is not None:
+        x_val = _as_tensor(x_val, "x_val", model.features)
+        if model.context:
+            c_val = _as_tensor(c_val, "c_val", model.context)
+        val = make_batches(x_val, c_val, batch_size=max(4096, batch_size), shuffle=False)(0)
+    if set_normaliser:
+        model.set_normaliser(x, c)
+    train_batches = make_batches(x, c, batch_size=batch_size, seed=seed)
+    optimizer = partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay)
+    scheduler = partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs, eta_min=lr / 50)
+    return _train.fit(model, nll_loss, train_batches, val, epochs=epochs, lr=lr, optimizer=optimizer,
+                      scheduler=scheduler, patience=patience, clip_grad=clip_grad, seed=seed,
+                      progress=progress, checkpoint=checkpoint)
+
+
+# --------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def per_sample_nll(model: DensityFlow, x, c=None, batch_size: int = 16384) -> np.ndarray:
+    """-ln q(x_i | c_i) for every row, float64 numpy (model in eval mode, batched).
+
+    Example:
+        >>> flow = DensityFlow(1, transforms=1, bins=4)
+        >>> per_sample_nll(flow, np.zeros((3, 1))).shape
+        (3,)
+    """
+    x = _as_tensor(x, "x", model.features)
+    if c is not None:
+        c = _as_tensor(c, "c", model.context)
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        for a in range(0, len(x), batch_size):
+            cc = None if c is None else c[a:a + batch_size]
+            out.append(-model.log_prob(x[a:a + batch_size], cc).double().cpu())
+    finally:
+        model.train(was)
+    return torch.cat(out).numpy()
+
+
+def per_sample_parts(model: DensityFlow, x, c=None, batch_size: int = 16384):
+    """``(ln q(x_0 | c), ln q(x_1 | x_0, c))`` per row as float64 numpy, batched (eval mode).
+
+    See :meth:`DensityFlow.log_prob_parts`. For (log M_total, log M_star) the second
+    part is the flow's conditional density of stellar mass at fixed halo mass.
+
+    Example:
+        >>> marg, cond = per_sample_parts(DensityFlow(2, transforms=1, bins=4, hidden=(8,)), np.zeros((5, 2)))
+        >>> marg.shape, cond.shape
+        ((5,), (5,))
+    """
+    x = _as_tensor(x, "x", model.features)
+    if c is not None:
+        c = _as_tensor(c, "c", model.context)
+    was = model.training
+    model.eval()
+    marg, cond = [], []
+    try:
+        for a in range(0, len(x), batch_size):
+            cc = None if c is None else c[a:a + batch_size]
+            m, k = model.log_prob_parts(x[a:a + batch_size], cc)
+            marg.append(m.double().cpu())
+            cond.append(k.double().cpu())
+    finally:
+        model.train(was)
+    return torch.cat(marg).numpy(), torch.cat(cond).numpy()
+
+
+def recall_at_fpr(score_inliers, score_outliers, fpr: float = 0.05):
+    """Recall of outliers when flagging the lowest scores, at false-positive rate ``fpr``.
+
+    The threshold is the ``fpr`` quantile of the inliers' scores (e.g. their
+    log-likelihoods): a galaxy is flagged when its score is below it. Returns
+    ``(recall, threshold)``.
+
+    Example:
+        >>> recall_at_fpr(np.arange(100.0), np.array([-1.0, 2.0, 50.0]), fpr=0.05)
+        (0.6666666666666666, 4.95)
+    """
+    s_in = np.asarray(score_inliers, dtype=float)
+    s_out = np.asarray(score_outliers, dtype=float)
+    for name, s in (("score_inliers", s_in), ("score_outliers", s_out)):
+        if s.ndim != 1 or s.size == 0:
+            raise ValueError(f"{name}: expected a non-empty 1D array of scores")
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"{name}: has NaN/inf scores")
+    if not 0 < fpr < 1:
+        raise ValueError(f"fpr: expected a rate in (0, 1), got {fpr}")
+    threshold = float(np.quantile(s_in, fpr))
+    return float(np.mean(s_out < threshold)), threshold
+
+
+def spline_knots(model: DensityFlow, layer: int = 0, feature: int = 0, c=None):
+    """Knots of one spline layer of a flow whose first feature's spline is unconditional.
+
+    Returns ``(x_knots, y_knots, derivatives)`` in standardised units (K + 1
+    each), for feature ``feature`` of spline layer ``layer`` (counting spline
+    layers only); for feature > 0 or a conditional flow, pass ``c`` / the
+    preceding features are taken as 0.
+
+    Example:
+        >>> xk, yk, dk = spline_knots(DensityFlow(1, transforms=1, bins=5))
+        >>> xk.shape, round(float(xk[0]), 4), round(float(xk[-1]), 4)
+        ((6,), -5.0, 5.0)
+    """
+    splines = [t for t in model.flow.transform.transforms if not isinstance(t, BatchNormTransform)]
+    if not 0 <= layer < len(splines):
+        raise ValueError(f"layer: expected 0 <= layer < {len(splines)}, got {layer}")
+    if not 0 <= feature < model.features:
+        raise ValueError(f"feature: expected 0 <= feature < {model.features}, got {feature}")
+    cs = model._context(c, 1)
+    with torch.no_grad():
+        t = splines[layer](cs)
+        if isinstance(t, DependentTransform):  # element-wise (1D)
+            rqs = t.base
+        else:  # autoregressive: evaluate its hyper network at x = 0
+            rqs = t.meta(torch.zeros(1, model.features)).base
+        h = rqs.horizontal.reshape(-1, rqs.horizontal.shape[-1])[feature]
+        v = rqs.vertical.reshape(-1, rqs.vertical.shape[-1])[feature]
+        d = rqs.derivatives.reshape(-1, rqs.derivatives.shape[-1])[feature]
+    return h.detach().cpu().numpy(), v.detach().cpu().numpy(), d.detach().cpu().numpy()
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_flow(name: str, model: DensityFlow, metrics: dict, command: str, seconds: float,
+              directory=None, extra_config: dict | None = None):
+    """Save a flow with :func:`cosmonb.checkpoints.save_pretrained` (config + weights + normaliser)."""
+    if not isinstance(model, DensityFlow):
+        raise ValueError(f"model: expected a DensityFlow, got {type(model).__name__}")
+    config = model.config
+    if extra_config:
+        config["extra"] = dict(extra_config)
+    # save_pretrained copies the tensors to the CPU and records the device they were trained on
+    return checkpoints.save_pretrained(name, config, model.state_dict(), model.normaliser(), metrics,
+                                       command, seconds, directory)
+
+
+def load_flow(name: str, directory=None):
+    """Load a shipped flow (sha256-checked); returns ``(model in eval mode, checkpoint dict)``.
+
+    A missing or corrupt file raises (see :func:`cosmonb.checkpoints.load_pretrained`);
+    there is no silent retraining.
+    """
+    ckpt = checkpoints.load_pretrained(name, directory)
+    config = dict(ckpt["config"])
+    config.pop("extra", None)
+    model = DensityFlow(**config)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt
