@@ -61,11 +61,24 @@ def plot_pk_band(k, pk, ax=None, label=None, color=None, ratio_to=None, quantile
     if len(pk) > 1:
         lo, hi = np.percentile(pk, quantiles, axis=0)
         ax.fill_between(k, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
-    ax.set_xscale("log")
+    log_k_axis(ax)
     if ratio_to is None:
         ax.set_yscale("log")
         ax.set_ylabel(r"$P(k)$ [$(h^{-1}{\rm Mpc})^2$]")
     ax.set_xlabel(r"$k$ [$h\,{\rm Mpc}^{-1}$]")
+    return ax
+
+
+def log_k_axis(ax):
+    """A log k axis labelled at 1, 2, 5 x 10^n only: readable even when k spans just a decade or so
+    (matplotlib's default then labels every minor tick, and the labels overlap). Call it after any
+    ``loglog`` / ``set_xscale``, which reset the tick formatters."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     return ax
 
 

@@ -60,6 +60,55 @@ def headless() -> bool:
     return is_quick() or bool(os.environ.get("COSMONB_RECORDS"))
 
 
+def sliders(panel, interactive=None, figsize=(9, 3.8), ncols=2, **ranges):
+    """Float sliders that redraw ``panel(axes, **values)`` whenever one moves.
+
+    ``ranges``: ``name=(low, high, step, value)`` per slider, in call order. Returns the
+    ipywidgets container (display it as a cell's last expression). With
+    ``interactive=False`` (the default when :func:`headless`, e.g. under papermill)
+    it draws the panel once at the initial values as a plain figure and returns None.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> seen = []
+        >>> sliders(lambda axes, a, b: seen.append((a, b)), interactive=False, a=(0, 1, 0.1, 0.5), b=(1, 2, 0.5, 1))
+        >>> seen
+        [(0.5, 1)]
+    """
+    import matplotlib.pyplot as plt
+
+    for name, spec in ranges.items():
+        if len(spec) != 4 or not spec[0] <= spec[3] <= spec[1] or spec[2] <= 0:
+            raise ValueError(f"{name}: expected (low, high, step, value) with low <= value <= high, got {spec}")
+    if interactive is None:
+        interactive = not headless()
+
+    def draw(values):
+        _, axes = plt.subplots(1, ncols, figsize=figsize)
+        panel(axes, **values)
+        plt.show()
+
+    if not interactive:
+        draw({name: spec[3] for name, spec in ranges.items()})
+        return None
+    import ipywidgets as w
+
+    controls = {name: w.FloatSlider(value=v, min=lo, max=hi, step=st, description=name, continuous_update=False)
+                for name, (lo, hi, st, v) in ranges.items()}
+    out = w.Output()
+
+    def redraw(_=None):
+        with out:
+            out.clear_output(wait=True)
+            draw({name: c.value for name, c in controls.items()})
+
+    for c in controls.values():
+        c.observe(redraw, "value")
+    redraw()
+    return w.VBox([w.HBox(list(controls.values())), out])
+
+
 def parameter_explorer(draw, reference=None, omega_m=0.3, sigma_8=0.8, vmin=None, vmax=None,
                        interactive=None):
     """Sliders for Omega_m in [0.1, 0.5] and sigma_8 in [0.6, 1.0] that redraw ``draw_panel``.
@@ -68,30 +117,8 @@ def parameter_explorer(draw, reference=None, omega_m=0.3, sigma_8=0.8, vmin=None
     ``interactive=False`` (the default when :func:`headless`) it draws the initial panel as a
     plain figure and returns None.
     """
-    import matplotlib.pyplot as plt
+    def panel(axes, Omega_m, sigma_8):
+        draw_panel(draw, Omega_m, sigma_8, reference, axes, vmin=vmin, vmax=vmax)
 
-    if interactive is None:
-        interactive = not headless()
-    if not interactive:
-        draw_panel(draw, omega_m, sigma_8, reference, vmin=vmin, vmax=vmax)
-        plt.show()
-        return None
-    import ipywidgets as w
-
-    om = w.FloatSlider(value=omega_m, min=0.1, max=0.5, step=0.01, description="Omega_m",
-                       continuous_update=False)
-    s8 = w.FloatSlider(value=sigma_8, min=0.6, max=1.0, step=0.01, description="sigma_8",
-                       continuous_update=False)
-    out = w.Output()
-
-    def redraw(_=None):
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-            draw_panel(draw, om.value, s8.value, reference, axes, vmin=vmin, vmax=vmax)
-            plt.show()
-
-    om.observe(redraw, "value")
-    s8.observe(redraw, "value")
-    redraw()
-    return w.VBox([w.HBox([om, s8]), out])
+    return sliders(panel, interactive=interactive, Omega_m=(0.1, 0.5, 0.01, omega_m),
+                   sigma_8=(0.6, 1.0, 0.01, sigma_8))

@@ -34,10 +34,7 @@ def test_notebook_02_runs_in_quick_mode_and_records_its_numbers(notebook_run):
 def test_notebook_02_template():
     nb = nbformat.read(NOTEBOOKS / NAME, as_version=4)
     text = "\n".join(c.source for c in nb.cells)
-    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1
-    for name in ("QUICK", "SEED", "TRAIN", "DATA_ROOT"):
-        assert f"{name} = " in tagged[0].source
+    # the parameters cell and stripped outputs: test_notebook_00 checks every notebook
     assert "cosmonb.device()" in text and "cosmonb.seed_everything(SEED)" in text
     assert "flows.load_flow" in text and "<details>" in text
     assert "fboreiko/anomalies_detection" in text  # the project it follows is cited
