@@ -112,26 +112,13 @@ def outlier_scores(flow, mix, gal, seed):
 
 def run_notebook(timeout=900):
     """Execute notebooks/02_galaxy_flows.ipynb in quick mode (papermill); returns (seconds, records)."""
-    import papermill as pm
+    from cosmonb.runtime import run_notebook as execute
 
+    os.environ.setdefault("MPLBACKEND", "Agg")
     with tempfile.TemporaryDirectory() as tmp:
-        records = Path(tmp) / "records.json"
-        env = {k: os.environ.get(k) for k in ("COSMONB_QUICK", "COSMONB_RECORDS", "MPLBACKEND")}
-        os.environ.update(COSMONB_QUICK="1", COSMONB_RECORDS=str(records), MPLBACKEND="Agg")
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(ROOT / "notebooks" / "02_galaxy_flows.ipynb"),
-                                str(Path(tmp) / "out.ipynb"), parameters={"QUICK": True},
-                                cwd=str(ROOT / "notebooks"), kernel_name="python3",
-                                progress_bar=False, execution_timeout=timeout)
-        finally:
-            for k, v in env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        seconds = time.perf_counter() - t0
-        return seconds, (json.loads(records.read_text()) if records.exists() else {})
+        records, seconds = execute(ROOT / "notebooks" / "02_galaxy_flows.ipynb", Path(tmp) / "out.ipynb",
+                                   quick=True, timeout=timeout)
+        return seconds, records
 
 
 def main(argv=None):

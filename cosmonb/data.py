@@ -889,6 +889,16 @@ def denormalise_maps(z, normaliser: dict):
     return x if torch.is_tensor(x) else x.astype(np.float32)
 
 
+def _param_affine(x, normaliser: dict, name: str):
+    """(x as an array or tensor, shift, scale) for the parameter normaliser, checking the last axis."""
+    if not torch.is_tensor(x):
+        x = np.asarray(x, dtype=np.float64)
+    n = len(normaliser["param_shift"])
+    if x.ndim == 0 or x.shape[-1] != n:
+        raise ValueError(f"{name}: expected {n} parameters in the last axis, got shape {tuple(x.shape)}")
+    return x, _like(x, normaliser["param_shift"]), _like(x, normaliser["param_scale"])
+
+
 def normalise_params(theta, normaliser: dict):
     """Scale physical parameters ``(..., P)`` with a normaliser: ``(theta - shift) / scale``.
 
@@ -897,12 +907,7 @@ def normalise_params(theta, normaliser: dict):
         >>> normalise_params(np.array([0.3, 0.8]), norm)
         array([0.5, 0.5])
     """
-    shift, scale = _like(theta, normaliser["param_shift"]), _like(theta, normaliser["param_scale"])
-    if not torch.is_tensor(theta):
-        theta = np.asarray(theta, dtype=np.float64)
-    if theta.shape[-1] != len(normaliser["param_shift"]):
-        raise ValueError(f"theta: expected {len(normaliser['param_shift'])} parameters in the last "
-                         f"axis, got shape {tuple(theta.shape)}")
+    theta, shift, scale = _param_affine(theta, normaliser, "theta")
     return (theta - shift) / scale
 
 
@@ -914,9 +919,7 @@ def denormalise_params(u, normaliser: dict):
         >>> denormalise_params(np.array([0.5, 0.5]), norm)
         array([0.3, 0.8])
     """
-    shift, scale = _like(u, normaliser["param_shift"]), _like(u, normaliser["param_scale"])
-    if not torch.is_tensor(u):
-        u = np.asarray(u, dtype=np.float64)
+    u, shift, scale = _param_affine(u, normaliser, "u")
     return u * scale + shift
 
 

@@ -377,3 +377,42 @@ def read_records(path=None) -> dict:
         raise FileNotFoundError(f"path: no records file at {path} (did the notebook call cosmonb.record "
                                 "with COSMONB_RECORDS set to this file?)")
     return _read_json(path, "path")
+
+
+def run_notebook(path, output, *, quick: bool = True, parameters: dict | None = None,
+                 timeout: int | None = None) -> tuple[dict, float]:
+    """Execute a notebook headless with papermill and collect what it gave :func:`record`.
+
+    Runs ``path`` into ``output`` (the executed copy, with figures), in its own folder,
+    with ``QUICK`` injected and ``COSMONB_QUICK`` / ``COSMONB_RECORDS`` set for the
+    kernel (restored afterwards). The records go to ``<output stem>.records.json``
+    beside ``output``. Returns ``(records, seconds)``; a failing cell raises papermill's
+    ``PapermillExecutionError`` (the records written up to then stay on disk).
+
+    Example (not run here: it starts a kernel):
+        >>> records, seconds = run_notebook("notebooks/00_fields_and_power_spectra.ipynb",
+        ...                                 "build/00.ipynb")  # doctest: +SKIP
+    """
+    import time
+
+    import papermill as pm
+
+    path, output = Path(path), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    records_file = output.with_name(output.stem + ".records.json")
+    records_file.unlink(missing_ok=True)
+    saved = {k: os.environ.get(k) for k in ("COSMONB_QUICK", "COSMONB_RECORDS")}
+    os.environ.update(COSMONB_QUICK="1" if quick else "0", COSMONB_RECORDS=str(records_file))
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(output), parameters={"QUICK": bool(quick), **(parameters or {})},
+                            cwd=str(path.parent), kernel_name="python3", progress_bar=False,
+                            execution_timeout=timeout)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - start
+    return (read_records(records_file) if records_file.exists() else {}), seconds

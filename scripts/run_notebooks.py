@@ -22,30 +22,24 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "build"), help="folder for executed notebooks")
     args = parser.parse_args(argv)
 
-    import papermill as pm
+    from cosmonb.runtime import run_notebook
 
     quick = args.quick or os.environ.get("COSMONB_QUICK", "0").lower() in {"1", "true", "yes"}
     paths = [Path(p) for p in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if quick:
-        os.environ["COSMONB_QUICK"] = "1"
     failures, summary = [], []
     for path in paths:
-        records_file = out / f"{path.stem}.records.json"
-        records_file.unlink(missing_ok=True)
-        os.environ["COSMONB_RECORDS"] = str(records_file)
         print(f"\n=== {path.name} ({'quick' if quick else 'full'} mode)", flush=True)
         start = time.perf_counter()
         try:
-            pm.execute_notebook(str(path), str(out / path.name), parameters={"QUICK": quick},
-                                cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+            records, seconds = run_notebook(path, out / path.name, quick=quick)
             status = "ok"
         except Exception as err:  # report and carry on with the next notebook
             status = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             failures.append(path.name)
-        seconds = time.perf_counter() - start
-        records = json.loads(records_file.read_text()) if records_file.exists() else {}
+            seconds = time.perf_counter() - start
+            records_file = out / f"{path.stem}.records.json"
+            records = json.loads(records_file.read_text()) if records_file.exists() else {}
         print(f"    {status} in {seconds:.1f} s -> {out / path.name}")
         for name, value in records.items():
             print(f"    {name} = {value}")
