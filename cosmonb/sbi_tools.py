@@ -555,7 +555,7 @@ def make_simulator(config: dict):
 _MODEL = {"widths": [8, 16, 16, 16, 16], "hidden": 64, "activation": "silu", "convs_per_level": 1, "moments": True}
 # "polish" continues a trained network with 3x larger fresh simulation sets per step and a 5x smaller step
 _POLISH = {"n_s": 1000, "n_d": 500, "epochs": 400, "lr": 2e-3, "lam": 2.0, "n_s_val": 1000, "n_d_val": 500}
-_QUICK = {"n_s": 60, "n_d": 30, "epochs": 12, "lr": 1e-2, "lam": 2.0, "n_s_val": 150, "n_d_val": 75}
+_QUICK = {"n_s": 60, "n_d": 30, "epochs": 60, "lr": 1e-2, "lam": 2.0, "n_s_val": 150, "n_d_val": 75}
 _TEST = {"test": {"n_s": 20000, "n_d": 2500}, "quick_test": {"n_s": 600, "n_d": 100}}
 PRESETS = {
     "grf": {

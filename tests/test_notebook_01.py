@@ -26,8 +26,8 @@ def test_notebook_01_runs_in_quick_mode_and_records_its_numbers(notebook_run):
     assert 0.86 < records["fisher_saturation_lognormal_refit"] < 1.05
     for name in ("fisher_saturation_grf_unpaired", "fisher_saturation_lognormal_unpaired"):
         assert 0.75 < records[name] < 1.2
-    # quick mode also trains a tiny IMNN for a few epochs: it learns something, not everything
-    assert 0.05 < records["quick_train_saturation_grf"] < 1.1
+    # quick mode also trains an IMNN for 60 steps (5 s): it learns much, not everything (0.5-0.8 over seeds)
+    assert 0.25 < records["quick_train_saturation_grf"] < 1.0
 
     # score estimate of the observed field: close to the exact posterior
     assert records["grf_gaussian_vs_exact"]["mean_offset_sigma"] < 1.0
