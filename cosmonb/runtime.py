@@ -389,9 +389,9 @@ def run_notebook(path, output, *, quick: bool = True, parameters: dict | None = 
     beside ``output``. Returns ``(records, seconds)``; a failing cell raises papermill's
     ``PapermillExecutionError`` (the records written up to then stay on disk).
 
-    Example (not run here: it starts a kernel):
-        >>> records, seconds = run_notebook("notebooks/00_fields_and_power_spectra.ipynb",
-        ...                                 "build/00.ipynb")  # doctest: +SKIP
+    Usage (it starts a Jupyter kernel, so it is exercised by the notebook tests, not as a doctest)::
+
+        records, seconds = run_notebook("notebooks/00_fields_and_power_spectra.ipynb", "build/00.ipynb")
     """
     import time
 
