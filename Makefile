@@ -25,7 +25,7 @@ run: $(STAMP)
 ## make test: unit tests, doctests, notebooks under papermill (quick mode) and nbval-lax
 test: $(STAMP)
 	COSMONB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q tests cosmonb --doctest-modules
-	cd notebooks && COSMONB_QUICK=1 MPLBACKEND=Agg ../$(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider *.ipynb
+	cd notebooks && COSMONB_QUICK=1 COSMONB_HEADLESS=1 MPLBACKEND=Agg ../$(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider *.ipynb
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks

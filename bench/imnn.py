@@ -18,8 +18,9 @@ F_score is the Fisher matrix of the exact score (the optimal compressor) measure
 the same simulations, so that the covariance noise common to both cancels; the plain
 ratio is reported beside it (``imnn.measure_saturation``).
 
-The observed maps, seeds and sizes are the defaults of the notebook's parameters cell,
-so the numbers here are what the notebook shows with ``QUICK = False``.
+The observed maps, seeds, ABC and DELFI sizes are the defaults of the notebook's parameters
+cell; only the saturation uses 10x more test simulations than the notebook (N_TEST_SIMS),
+so the notebook's saturations scatter about these by the notebook's larger errors.
 """
 from __future__ import annotations
 

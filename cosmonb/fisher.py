@@ -52,11 +52,13 @@ Example:
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from ._checks import as_finite_array, check_ndim
+from .inference import GridPosterior
+from .sims import _binned_mode_power, _check_size, _grid, _square_maps
+from .stats import _check_box_size
 
 __all__ = [
     "normal_fisher", "cramer_rao", "power_law_modes", "power_law_fisher",
@@ -121,12 +123,6 @@ def check_covariance(cov, name: str = "cov") -> np.ndarray:
     return c
 
 
-def _check_positive_int(n, name):
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {n!r}")
-    return int(n)
-
-
 # --------------------------------------------------------------------------- simple cases
 def normal_fisher(n, mu=0.0, sigma=1.0) -> np.ndarray:
     """Fisher matrix of n independent draws from N(mu, sigma^2) for theta = (mu, sigma).
@@ -140,7 +136,7 @@ def normal_fisher(n, mu=0.0, sigma=1.0) -> np.ndarray:
         array([[10.,  0.],
                [ 0., 20.]])
     """
-    n = _check_positive_int(n, "n")
+    n = _check_size(n, "n")
     as_finite_array(mu, "mu")
     sigma = float(as_finite_array(sigma, "sigma"))
     if sigma <= 0:
@@ -181,19 +177,10 @@ def power_law_modes(n_pix: int, box_size: float = 25.0):
         >>> k[:2], int(c.sum())
         (array([1.        , 1.41421356]), 15)
     """
-    from .sims import _grid
-
-    n_pix = _check_positive_int(n_pix, "n_pix")
-    box_size = _check_box(box_size)
+    n_pix = _check_size(n_pix, "n_pix")
+    box_size = _check_box_size(box_size)
     k, _, counts = _grid(n_pix, box_size)
     return k[1:].copy(), counts[1:].copy()
-
-
-def _check_box(box_size):
-    box = float(as_finite_array(box_size, "box_size"))
-    if box <= 0:
-        raise ValueError(f"box_size: expected a positive side length, got {box}")
-    return box
 
 
 def _check_ab(amplitude, slope):
@@ -227,24 +214,9 @@ def power_law_fisher(amplitude, slope, n_pix: int, box_size: float = 25.0) -> np
 
 def _field_power(fields, box_size):
     """|delta_k|^2 summed per unique |k| (N, K) for fields (N, n, n), DC excluded."""
-    from .sims import _grid
-
-    arr = as_finite_array(fields, "fields")
-    single = arr.ndim == 2
-    arr = arr[None] if single else arr
-    if arr.ndim == 4 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    check_ndim(arr, "fields", 3, "fields of shape (n, n), (N, n, n) or (N, 1, n, n)")
-    n = arr.shape[-1]
-    if arr.shape[-2] != n:
-        raise ValueError(f"fields: expected square maps, got {arr.shape[-2]} x {n}")
-    _, inverse, counts = _grid(n, box_size)
-    power = np.abs(np.fft.fft2(arr)) ** 2
-    flat = power.reshape(len(arr), -1)
-    binned = np.zeros((len(arr), len(counts)))
-    for i in range(len(arr)):
-        binned[i] = np.bincount(inverse.ravel(), weights=flat[i], minlength=len(counts))
-    return binned[:, 1:], n, single
+    arr, single = _square_maps(fields, "fields", "fields")
+    binned, _ = _binned_mode_power(arr, box_size)
+    return binned[:, 1:], arr.shape[-1], single
 
 
 def power_law_log_likelihood(fields, amplitude, slope, box_size: float = 25.0):
@@ -264,7 +236,7 @@ def power_law_log_likelihood(fields, amplitude, slope, box_size: float = 25.0):
         >>> ll.shape
         (1, 2)
     """
-    box_size = _check_box(box_size)
+    box_size = _check_box_size(box_size)
     binned, n, single = _field_power(fields, box_size)
     a, b = _check_ab(amplitude, slope)
     k, counts = power_law_modes(n, box_size)
@@ -290,7 +262,7 @@ def power_law_score(fields, amplitude, slope, box_size: float = 25.0) -> np.ndar
         >>> power_law_score(f, 1.0, 0.5).shape
         (3, 2)
     """
-    box_size = _check_box(box_size)
+    box_size = _check_box_size(box_size)
     binned, n, single = _field_power(fields, box_size)
     a, b = _check_ab(amplitude, slope)
     if a.ndim:
@@ -317,13 +289,12 @@ def power_law_posterior(field, amplitude_range=(0.5, 1.5), slope_range=(0.1, 0.9
         >>> bool(abs(post.mean[0] - 1.0) < 0.4)
         True
     """
-    from .inference import GridPosterior
 
     field = as_finite_array(field, "field")
     if field.ndim == 3 and field.shape[0] == 1:
         field = field[0]
     check_ndim(field, "field", 2, "one field of shape (n, n)")
-    n_grid = _check_positive_int(n_grid, "n_grid")
+    n_grid = _check_size(n_grid, "n_grid")
     a = np.linspace(*amplitude_range, n_grid)
     b = np.linspace(*slope_range, n_grid)
     ll = power_law_log_likelihood(field, a[:, None], b[None, :], box_size)
@@ -394,7 +365,15 @@ class SummaryStatistics:
 
     def estimate(self, summaries) -> np.ndarray:
         """Score compression: theta_hat = theta_fid + F^-1 dmu^T C^-1 (t - mu), for t (N, S) or (S,)."""
-        return score_compress(summaries, self.theta_fid, self.mean, self.cov, self.dmu_dtheta)
+        t = as_finite_array(summaries, "summaries")
+        single = t.ndim == 1
+        t = t[None] if single else t
+        check_ndim(t, "summaries", 2, "summaries of shape (N, n_summaries) or (n_summaries,)")
+        if t.shape[1] != len(self.mean):
+            raise ValueError(f"summaries: expected {len(self.mean)} summaries per row, got {t.shape[1]}")
+        est = self.theta_fid + np.linalg.solve(self.fisher,
+                                               self.dmu_dtheta.T @ np.linalg.solve(self.cov, (t - self.mean).T)).T
+        return est[0] if single else est
 
     def to_dict(self) -> dict:
         """Plain arrays (for checkpoints)."""
@@ -468,16 +447,4 @@ def score_compress(summaries, theta_fid, mean, cov, dmu_dtheta) -> np.ndarray:
         >>> score_compress([1.0, 2.0], [0.0, 0.0], [0.0, 0.0], np.eye(2), 2 * np.eye(2))
         array([0.5, 1. ])
     """
-    t = as_finite_array(summaries, "summaries")
-    single = t.ndim == 1
-    t = t[None] if single else t
-    check_ndim(t, "summaries", 2, "summaries of shape (N, n_summaries) or (n_summaries,)")
-    mu = as_finite_array(mean, "mean").ravel()
-    if t.shape[1] != len(mu):
-        raise ValueError(f"summaries: expected {len(mu)} summaries per row, got {t.shape[1]}")
-    c = check_covariance(cov, "cov")
-    dmu = as_finite_array(dmu_dtheta, "dmu_dtheta").reshape(len(mu), -1)
-    fisher = check_covariance(gaussian_fisher(dmu, c), "fisher")
-    theta = as_finite_array(theta_fid, "theta_fid").ravel()
-    est = theta + np.linalg.solve(fisher, dmu.T @ np.linalg.solve(c, (t - mu).T)).T
-    return est[0] if single else est
+    return SummaryStatistics(theta_fid, mean, cov, dmu_dtheta).estimate(summaries)

@@ -16,6 +16,8 @@ Environment variables:
 * ``COSMONB_DEVICE``: force a device (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
 * ``COSMONB_QUICK``: ``1``/``true``/``yes`` turns on quick (smoke-test) mode.
 * ``COSMONB_RECORDS``: path of the JSON file ``record`` merges into.
+* ``COSMONB_HEADLESS``: ``1`` when no front end renders widgets (papermill, nbval):
+  notebooks then draw static figures instead of sliders (``cosmonb.widgets.headless``).
 
 ``atomic_write`` is the one way the package writes files (GUIDE section 3):
 a temporary file in the same folder, flushed, then ``os.replace``-d over the
@@ -384,9 +386,9 @@ def run_notebook(path, output, *, quick: bool = True, parameters: dict | None = 
     """Execute a notebook headless with papermill and collect what it gave :func:`record`.
 
     Runs ``path`` into ``output`` (the executed copy, with figures), in its own folder,
-    with ``QUICK`` injected and ``COSMONB_QUICK`` / ``COSMONB_RECORDS`` set for the
-    kernel (restored afterwards). The records go to ``<output stem>.records.json``
-    beside ``output``. Returns ``(records, seconds)``; a failing cell raises papermill's
+    with ``QUICK`` injected and ``COSMONB_QUICK`` / ``COSMONB_RECORDS`` /
+    ``COSMONB_HEADLESS`` set for the kernel (restored afterwards). The records go to
+    ``<output stem>.records.json`` beside ``output``. Returns ``(records, seconds)``; a failing cell raises papermill's
     ``PapermillExecutionError`` (the records written up to then stay on disk).
 
     Usage (it starts a Jupyter kernel, so it is exercised by the notebook tests, not as a doctest)::
@@ -397,12 +399,15 @@ def run_notebook(path, output, *, quick: bool = True, parameters: dict | None = 
 
     import papermill as pm
 
+    if parameters and "QUICK" in parameters:
+        raise ValueError("parameters: pass quick=True/False rather than QUICK (it also sets COSMONB_QUICK)")
     path, output = Path(path), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     records_file = output.with_name(output.stem + ".records.json")
     records_file.unlink(missing_ok=True)
-    saved = {k: os.environ.get(k) for k in ("COSMONB_QUICK", "COSMONB_RECORDS")}
-    os.environ.update(COSMONB_QUICK="1" if quick else "0", COSMONB_RECORDS=str(records_file))
+    saved = {k: os.environ.get(k) for k in ("COSMONB_QUICK", "COSMONB_RECORDS", "COSMONB_HEADLESS")}
+    os.environ.update(COSMONB_QUICK="1" if quick else "0", COSMONB_RECORDS=str(records_file),
+                      COSMONB_HEADLESS="1")  # no front end: static figures instead of live widgets
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(path), str(output), parameters={"QUICK": bool(quick), **(parameters or {})},

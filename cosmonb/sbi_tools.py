@@ -45,11 +45,13 @@ import numpy as np
 import torch
 
 from . import sims
-from ._checks import as_finite_array, check_in_range, check_ndim
+from ._checks import as_finite_array, check_ndim
 from .inference import GridPosterior
+from .runtime import _check_seed
+from .train import _check_int
 
 __all__ = ["PowerLawSimulator", "LogNormalSimulator", "BoxPrior", "abc_rejection", "ABCResult",
-           "Delfi", "sample_grid_posterior", "compare_to_exact", "sample_moments", "PRESETS", "train_preset",
+           "Delfi", "fisher_distance", "sample_grid_posterior", "compare_to_exact", "sample_moments", "PRESETS", "train_preset",
            "train_recipe", "make_simulator"]
 
 
@@ -73,12 +75,6 @@ def _check_indices(indices, n, name="indices"):
     return idx
 
 
-def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 class PowerLawSimulator:
     """Gaussian random fields with P(k) = A k^-B, one (A, B) per map.
 
@@ -96,13 +92,9 @@ class PowerLawSimulator:
         True
     """
 
-    names = ("A", "B")
-    n_params = 2
-
-    def __init__(self, n_pix: int = 32, box_size: float = 25.0, low=(0.5, 0.1), high=(1.5, 0.9)):
+    def __init__(self, n_pix: int = 32, box_size: float = 25.0):
         self.n_pix = sims._check_size(n_pix, "n_pix")
         self.box_size = float(box_size)
-        self.low, self.high = np.asarray(low, float), np.asarray(high, float)
 
     def config(self) -> dict:
         return {"kind": "power_law", "n_pix": self.n_pix, "box_size": self.box_size}
@@ -158,21 +150,16 @@ class LogNormalSimulator:
         True
     """
 
-    names = ("Omega_m", "sigma_8")
-    n_params = 2
-
     def __init__(self, n_pix: int = 32, box_size: float = sims.BOX_SIZE):
         self.n_pix = sims._check_size(n_pix, "n_pix")
         self.box_size = float(box_size)
-        self.low, self.high = sims.PRIOR_LOW[:2].copy(), sims.PRIOR_HIGH[:2].copy()
 
     def config(self) -> dict:
         return {"kind": "lognormal", "n_pix": self.n_pix, "box_size": self.box_size}
 
     def __call__(self, theta, seed: int = 0, indices=None) -> np.ndarray:
         theta = _check_theta(theta, 2)
-        check_in_range(theta[:, 0], "theta[:, 0] (Omega_m)", 0.06, 0.9)
-        check_in_range(theta[:, 1], "theta[:, 1] (sigma_8)", 0.2, 1.5)
+        sims._check_cosmology(theta[:, 0], theta[:, 1])
         seed = _check_seed(seed)
         idx = _check_indices(indices, len(theta))
         params = np.tile(sims.FIDUCIAL, (len(theta), 1))
@@ -191,10 +178,9 @@ class LogNormalSimulator:
     def score(self, maps, theta, step: float = 1e-4) -> np.ndarray:
         """Exact score d ln p(map | theta) / d theta of ln Mcdm maps (N, 1, n, n) -> (N, 2):
         central differences (step ``step``) of the exact ``cosmonb.sims.log_likelihood``."""
-        mcdm = np.exp(np.asarray(maps, float).reshape(len(maps), self.n_pix, self.n_pix))
         om, s8 = float(theta[0]), float(theta[1])
-        ll = sims.log_likelihood(mcdm, [om + step, om - step, om, om], [s8, s8, s8 + step, s8 - step],
-                                 self.box_size)
+        ll = sims.log_likelihood(np.asarray(maps, float), [om + step, om - step, om, om],
+                                 [s8, s8, s8 + step, s8 - step], self.box_size, log_maps=True)
         return np.stack([ll[:, 0] - ll[:, 1], ll[:, 2] - ll[:, 3]], 1) / (2 * step)
 
 
@@ -220,10 +206,6 @@ class BoxPrior:
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self.low + rng.random((n, self.dim)) * (self.high - self.low)
-
-    def contains(self, theta) -> np.ndarray:
-        theta = np.asarray(theta)
-        return np.all((theta >= self.low) & (theta <= self.high), axis=-1)
 
     def grid(self, n_grid: int):
         """Grids ``np.linspace(low_i, high_i, n_grid)`` per parameter (the grid of
@@ -294,8 +276,7 @@ def abc_rejection(simulate_compress, prior: BoxPrior, observed, fisher, *, n_sim
         >>> bool(abs(res.samples.mean() - 0.5) < 0.05), res.n_sims
         (True, 2000)
     """
-    if isinstance(n_sims, bool) or not isinstance(n_sims, numbers.Integral) or n_sims < 1:
-        raise ValueError(f"n_sims: expected a positive integer, got {n_sims!r}")
+    n_sims = _check_int(n_sims, "n_sims", 1)
     if (epsilon is None) == (n_accept is None):
         raise ValueError("epsilon, n_accept: give exactly one (a distance threshold, or how many to keep)")
     if epsilon is not None and not (isinstance(epsilon, numbers.Real) and epsilon > 0):
@@ -510,8 +491,7 @@ class Delfi:
         obs = as_finite_array(observed, "observed").ravel()
         if len(obs) != self.prior.dim:
             raise ValueError(f"observed: expected {self.prior.dim} summaries, got {len(obs)}")
-        if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
-            raise ValueError(f"rounds: expected a positive integer, got {rounds!r}")
+        _check_int(rounds, "rounds", 1)
         per_round = [sims_per_round] * rounds if np.ndim(sims_per_round) == 0 else list(sims_per_round)
         if len(per_round) != rounds or any(int(n) < 20 for n in per_round):
             raise ValueError("sims_per_round: expected one count >= 20 per round (a flow needs data)")
@@ -553,7 +533,8 @@ def make_simulator(config: dict):
 #: (bench/imnn.py), ``refit`` fine-tunes the lognormal one at the observed map's score
 #: estimate; ``quick`` is the seconds-long smoke test of the notebook's quick mode.
 _MODEL = {"widths": [8, 16, 16, 16, 16], "hidden": 64, "activation": "silu", "convs_per_level": 1, "moments": True}
-# "polish" continues a trained network with 3x larger fresh simulation sets per step and a 5x smaller step
+# "polish" continues a trained network on larger fresh simulation sets per step (3x the grf and 5x the lognormal
+# full stage) with a 5x smaller step
 _POLISH = {"n_s": 1000, "n_d": 500, "epochs": 400, "lr": 2e-3, "lam": 2.0, "n_s_val": 1000, "n_d_val": 500}
 _QUICK = {"n_s": 60, "n_d": 30, "epochs": 60, "lr": 1e-2, "lam": 2.0, "n_s_val": 150, "n_d_val": 75}
 _TEST = {"test": {"n_s": 20000, "n_d": 2500}, "quick_test": {"n_s": 600, "n_d": 100}}
@@ -602,8 +583,8 @@ def train_preset(name: str, stage: str = "full", *, theta_fid=None, init_model=N
     if name not in PRESETS:
         raise ValueError(f"name: expected one of {sorted(PRESETS)}, got {name!r}")
     preset = PRESETS[name]
-    if stage not in preset or stage in ("test", "quick_test"):
-        stages = [k for k in preset if isinstance(preset[k], dict) and "epochs" in preset[k]]
+    stages = [k for k, v in preset.items() if isinstance(v, dict) and "epochs" in v]  # the training stages
+    if stage not in stages:
         raise ValueError(f"stage: expected one of {stages}, got {stage!r}")
     if stage in ("polish", "refit") and init_model is None:
         raise ValueError(f"init_model: the {stage!r} stage continues a trained network; pass it")
@@ -623,7 +604,7 @@ def train_preset(name: str, stage: str = "full", *, theta_fid=None, init_model=N
     reference = sim.fisher(theta)
     training = imnn.train_imnn(model, sim, theta, delta, n_s=cfg["n_s"], n_d=cfg["n_d"], epochs=cfg["epochs"],
                                lr=cfg["lr"], lam=cfg.get("lam", 10.0), n_s_val=cfg["n_s_val"], n_d_val=cfg["n_d_val"],
-                               reference_fisher=reference, exact_score=sim.score, seed=seed, progress=progress,
+                               exact_score=sim.score, seed=seed, progress=progress,
                                device="cpu", initialise=init_model is None)
     test_cfg = preset["quick_test" if stage == "quick" else "test"]
     measured = imnn.measure_saturation(model, sim, theta, delta, reference, n_s=test_cfg["n_s"],
@@ -635,7 +616,7 @@ def train_preset(name: str, stage: str = "full", *, theta_fid=None, init_model=N
                "saturation_paired": measured["saturation_paired"], "saturation_paired_stderr": measured["stderr_paired"],
                "test_sims": {"fiducial": stats.n_sims, "derivative_pairs_per_param": stats.n_derivative_sims},
                "det_fisher": stats.det_fisher, "det_fisher_exact": float(np.linalg.det(reference)),
-               "train_seconds": training.seconds, "epochs": training.history.epochs,
+               "train_seconds": training.history.seconds, "epochs": training.history.epochs,
                "saturation_curve": curve[::stride].tolist(), "saturation_curve_stride": stride,
                "theta_fid": theta.tolist()}
     return imnn.IMNNCompressor(model, stats), training, metrics
@@ -662,9 +643,11 @@ def train_recipe(name: str, *, quick: bool = False, seed: int = 0, resume=None, 
     comp, _, metrics = train_preset(name, "polish", init_model=model, seed=seed + 7, progress=progress)
     by_stage = dict(first.get("train_seconds_by_stage", {"full": first["train_seconds"]}))
     by_stage["polish"] = by_stage.get("polish", 0.0) + metrics["train_seconds"]  # polishing again adds up
-    metrics.update(polish_saturation_curve=metrics.pop("saturation_curve"),
+    # polishing a polished network again continues its polish curve
+    metrics.update(polish_saturation_curve=first.get("polish_saturation_curve", []) + metrics.pop("saturation_curve"),
                    polish_saturation_curve_stride=metrics.pop("saturation_curve_stride"),
-                   polish_epochs=metrics["epochs"], epochs=first["epochs"] + metrics["epochs"],
+                   polish_epochs=first.get("polish_epochs", 0) + metrics["epochs"],
+                   epochs=first["epochs"] + metrics["epochs"],
                    saturation_curve=first["saturation_curve"], saturation_curve_stride=first["saturation_curve_stride"],
                    train_seconds=sum(by_stage.values()), train_seconds_by_stage=by_stage)
     return comp, metrics

@@ -405,23 +405,28 @@ def cv_set(n_sims=27, maps_per_sim=MAPS_PER_SIM):
 
 
 # ---------------------------------------------------------------- exact likelihood
-def _binned_log_power(maps, box_size):
-    """ln maps -> (|Y_k|^2 summed per unique |k| (N, K), Y_0 (N,), sum of ln maps (N,))."""
-    n = maps.shape[-1]
-    y = np.log(maps.astype(np.float64))
+def _binned_mode_power(y, box_size):
+    """Fields y (N, n, n) -> (|Y_k|^2 summed per unique |k| (N, K), the FFTs Y_k (N, n, n))."""
     y_k = np.fft.fft2(y)
-    _, inverse, counts = _grid(n, box_size)
+    _, inverse, counts = _grid(y.shape[-1], box_size)
     power = np.abs(y_k) ** 2
-    binned = np.zeros((len(maps), len(counts)))
-    for i in range(len(maps)):
+    binned = np.zeros((len(y), len(counts)))
+    for i in range(len(y)):
         binned[i] = np.bincount(inverse.ravel(), weights=power[i].ravel(), minlength=len(counts))
+    return binned, y_k
+
+
+def _binned_log_power(y, box_size):
+    """ln maps y (N, n, n) -> (|Y_k|^2 summed per unique |k| (N, K), Y_0 (N,), sum of y (N,))."""
+    binned, y_k = _binned_mode_power(y, box_size)
     return binned, y_k[:, 0, 0].real, y.sum(axis=(-2, -1))
 
 
-def log_likelihood(maps, omega_m, sigma_8, box_size=BOX_SIZE):
+def log_likelihood(maps, omega_m, sigma_8, box_size=BOX_SIZE, log_maps=False):
     """Exact ln p(map | Omega_m, sigma_8) of dark-matter maps as :func:`simulate` returns them.
 
-    ``maps``: (n, n), (N, n, n) or (N, 1, n, n) positive Mcdm maps. ``omega_m``,
+    ``maps``: (n, n), (N, n, n) or (N, 1, n, n) positive Mcdm maps (``log_maps=True``:
+    their natural log, ln Mcdm, as given; the density is still that of Mcdm). ``omega_m``,
     ``sigma_8``: broadcastable arrays of shape S. Returns shape (N,) + S (or S for
     one map). See the module docstring for the formula.
 
@@ -431,10 +436,11 @@ def log_likelihood(maps, omega_m, sigma_8, box_size=BOX_SIZE):
         >>> ll.shape
         (1, 2)
     """
-    maps, single = _check_maps(maps)
+    maps, single = _check_maps(maps, positive=not log_maps)
     om, s8 = _check_cosmology(omega_m, sigma_8)
     n = maps.shape[-1]
-    binned, y0, sum_y = _binned_log_power(maps, box_size)
+    y = maps.astype(np.float64) if log_maps else np.log(maps.astype(np.float64))
+    binned, y0, sum_y = _binned_log_power(y, box_size)
     _, _, counts = _grid(n, box_size)
     om_f, s8_f = om.ravel(), s8.ravel()
     out = np.empty((len(maps), om_f.size))
@@ -548,16 +554,22 @@ def _check_cosmology(omega_m, sigma_8):
     return np.broadcast_arrays(om, s8)
 
 
-def _check_maps(maps):
-    arr = as_finite_array(maps, "maps")
+def _square_maps(maps, name="maps", what="Mcdm maps"):
+    """(n, n), (N, n, n) or (N, 1, n, n) finite square maps -> ((N, n, n) array, was it one map)."""
+    arr = as_finite_array(maps, name)
     single = arr.ndim == 2
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
     arr = arr[None] if single else arr
-    check_ndim(arr, "maps", 3, "Mcdm maps of shape (n, n), (N, n, n) or (N, 1, n, n)")
+    check_ndim(arr, name, 3, f"{what} of shape (n, n), (N, n, n) or (N, 1, n, n)")
     if arr.shape[-1] != arr.shape[-2]:
-        raise ValueError(f"maps: expected square maps, got {arr.shape[-2]} x {arr.shape[-1]}")
-    if np.any(arr <= 0):
+        raise ValueError(f"{name}: expected square maps, got {arr.shape[-2]} x {arr.shape[-1]}")
+    return arr, single
+
+
+def _check_maps(maps, positive=True):
+    arr, single = _square_maps(maps)
+    if positive and np.any(arr <= 0):
         raise ValueError("maps: expected positive dark-matter densities (the likelihood is of ln map)")
     return arr, single
 

@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from . import sims, stats
+from .plotting import log_k_axis
 
 
 def simulator_sampler(seed=0, n_pix=sims.N_PIX, field="Mcdm", astro=(1.0, 1.0, 1.0, 1.0)):
@@ -43,6 +44,7 @@ def draw_panel(draw, omega_m, sigma_8, reference=None, axes=None, box_size=sims.
     axes[1].loglog(k, pk, label="this map")
     if reference is not None:
         axes[1].loglog(reference[0], reference[1], "k--", label=reference[2])
+    log_k_axis(axes[1])
     axes[1].set_xlabel(r"$k$ [$h$/Mpc]")
     axes[1].set_ylabel(r"$P(k)$")
     axes[1].legend()
@@ -50,14 +52,14 @@ def draw_panel(draw, omega_m, sigma_8, reference=None, axes=None, box_size=sims.
 
 
 def headless() -> bool:
-    """True under the test harness or ``make run`` (COSMONB_QUICK / COSMONB_RECORDS set).
+    """True when no notebook front end will render widgets: ``COSMONB_HEADLESS=1``.
 
-    Widgets with live comms can stall a headless kernel (jupyter/nbclient#312), so
-    notebooks draw a static panel there instead.
+    ``cosmonb.runtime.run_notebook`` (the tests, ``make run``) and ``make test``'s nbval
+    run set it. Widgets with live comms can stall a headless kernel
+    (jupyter/nbclient#312), so notebooks draw a static panel there instead. Quick mode
+    alone does not turn the sliders off: a reader may run quick mode in JupyterLab.
     """
-    from .runtime import is_quick
-
-    return is_quick() or bool(os.environ.get("COSMONB_RECORDS"))
+    return os.environ.get("COSMONB_HEADLESS", "0").strip().lower() in ("1", "true", "yes")
 
 
 def sliders(panel, interactive=None, figsize=(9, 3.8), ncols=2, **ranges):

@@ -73,3 +73,13 @@ def test_parameter_explorer_redraws_with_the_sampler():
     # headless: one static panel, no live widget
     assert widgets.parameter_explorer(draw, interactive=False) is None
     assert calls[-1] == (0.3, 0.8)
+
+
+def test_headless_follows_cosmonb_headless_not_quick_mode(monkeypatch):
+    monkeypatch.delenv("COSMONB_HEADLESS", raising=False)
+    monkeypatch.setenv("COSMONB_QUICK", "1")
+    assert not widgets.headless()  # quick mode in JupyterLab keeps its sliders
+    monkeypatch.setenv("COSMONB_HEADLESS", "1")
+    assert widgets.headless()
+    monkeypatch.setenv("COSMONB_HEADLESS", "0")
+    assert not widgets.headless()

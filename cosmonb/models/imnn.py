@@ -69,8 +69,6 @@ cosmological fields", JCAP 11 (2021) 049.
 from __future__ import annotations
 
 import math
-import numbers
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +77,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import checkpoints
-from ..fisher import SummaryStatistics, check_step, summary_statistics
+from ..fisher import MAX_CONDITION, SummaryStatistics, check_step, summary_statistics
+from ..train import _check_int
 
 __all__ = ["IMNN", "imnn_loss", "regularisation_rate", "make_simulation_set", "train_imnn", "measure_saturation",
            "summary_statistics_of", "IMNNCompressor", "IMNNTraining", "save_imnn", "load_imnn"]
@@ -119,17 +118,14 @@ class IMNN(nn.Module):
                  hidden: int = 64, activation: str = "silu", convs_per_level: int = 2,
                  moments: bool = True):
         super().__init__()
-        for name, value in (("n_params", n_params), ("in_channels", in_channels), ("hidden", hidden)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        for name, value in (("n_params", n_params), ("in_channels", in_channels), ("hidden", hidden),
+                            ("convs_per_level", convs_per_level)):
+            _check_int(value, name, 1)
         widths = tuple(int(w) for w in widths)
         if not widths or any(w < 1 for w in widths):
             raise ValueError(f"widths: expected a non-empty list of positive channel counts, got {widths}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        if isinstance(convs_per_level, bool) or not isinstance(convs_per_level, numbers.Integral) \
-                or convs_per_level < 1:
-            raise ValueError(f"convs_per_level: expected a positive integer, got {convs_per_level!r}")
         self.config = {"n_params": int(n_params), "in_channels": int(in_channels), "widths": list(widths),
                        "hidden": int(hidden), "activation": activation,
                        "convs_per_level": int(convs_per_level), "moments": bool(moments)}
@@ -243,7 +239,7 @@ def _fisher_pieces(fiducial: torch.Tensor, plus: torch.Tensor, minus: torch.Tens
     cov = centred.T @ centred / (n_s - 1)
     dmu = ((plus.double() - minus.double()).mean(1) / (2 * delta.double()[:, None])).T  # (S, P)
     eig = torch.linalg.eigvalsh(cov.detach())
-    if not bool(eig[0] > eig[-1] * 1e-12) or not bool(eig[-1] > 0):
+    if not bool(eig[0] > eig[-1] / MAX_CONDITION) or not bool(eig[-1] > 0):
         raise ValueError("summaries: their covariance is singular (some outputs are constant or "
                          "duplicates); reinitialise the network or use more simulations")
     cinv = torch.linalg.inv(cov)
@@ -304,9 +300,8 @@ def make_simulation_set(simulator, theta_fid, delta, n_s: int, n_d: int, seed: i
     """
     theta = np.asarray(theta_fid, float).ravel()
     step = check_step(delta, len(theta))
-    for name, n, low in (("n_s", n_s, 3), ("n_d", n_d, 1)):
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {n!r}")
+    _check_int(n_s, "n_s", 3)
+    _check_int(n_d, "n_d", 1)
     fid = simulator(np.tile(theta, (n_s, 1)), seed, np.arange(n_s))
     idx = np.arange(n_s, n_s + n_d)
     plus, minus = [], []
@@ -335,9 +330,12 @@ def _summaries_of_set(model, batch, chunk: int | None = None):
 
 def _exact_scores_of_set(exact_score, batch, theta):
     """exact_score(maps, theta) on a simulation set -> (fiducial (n_s, P), plus, minus (P, n_d, P)) arrays."""
-    score_of = lambda maps: np.asarray(exact_score(maps.cpu().numpy(), theta), float)
-    return (score_of(batch["fiducial"]), np.stack([score_of(m) for m in batch["plus"]]),
-            np.stack([score_of(m) for m in batch["minus"]]))
+    fid, plus, minus = batch["fiducial"], batch["plus"], batch["minus"]
+    maps = torch.cat([fid, plus.flatten(0, 1), minus.flatten(0, 1)]).cpu().numpy()
+    scores = np.asarray(exact_score(maps, theta), float)  # one call: the score's set-up is shared
+    n_s, shape = len(fid), plus.shape[:2] + (-1,)
+    return (scores[:n_s], scores[n_s:n_s + plus.shape[0] * plus.shape[1]].reshape(shape),
+            scores[n_s + plus.shape[0] * plus.shape[1]:].reshape(shape))
 
 
 @torch.no_grad()
@@ -378,8 +376,7 @@ def measure_saturation(model, simulator, theta_fid, delta, reference_fisher, *, 
     ``saturation_paired``, ``stderr_paired`` and ``score_saturation`` (det F_score /
     det F_reference, 1 up to noise) with ``exact_score``.
     """
-    if isinstance(n_batches, bool) or not isinstance(n_batches, numbers.Integral) or n_batches < 2:
-        raise ValueError(f"n_batches: expected an integer >= 2 (for the jackknife), got {n_batches!r}")
+    _check_int(n_batches, "n_batches (for the jackknife)", 2)
     theta = np.asarray(theta_fid, float).ravel()
     step = check_step(delta, len(theta))
     ref = float(np.linalg.det(np.asarray(reference_fisher, float)))
@@ -425,32 +422,30 @@ class IMNNTraining:
 
     ``history`` (``cosmonb.train.History``), ``det_fisher`` det F on the
     validation set after each epoch, ``saturation`` det F_val / det F_reference
-    per epoch (if a reference Fisher matrix was given), ``seconds``.
+    per epoch (if a reference was given). The wall time is ``history.seconds``.
     """
 
     history: object
     det_fisher: list = field(default_factory=list)
     saturation: list = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, epochs: int,
                lr: float = 1e-3, val_set: dict | None = None, n_s_val: int | None = None,
                n_d_val: int | None = None, reference_fisher=None, patience: int | None = None,
-               steps_per_epoch: int = 1, lam: float = 10.0, eps: float = 0.1, seed: int = 0,
+               lam: float = 10.0, eps: float = 0.1, seed: int = 0,
                clip_grad: float | None = 10.0, checkpoint=None, progress: bool = True,
                device=None, scheduler="cosine", initialise: bool = True, exact_score=None) -> IMNNTraining:
     """Train an IMNN at theta_fid with ``cosmonb.train.fit``.
 
-    Each epoch runs ``steps_per_epoch`` optimiser steps, each on a fresh
-    simulation set (n_s fiducial + 2 P n_d seed-matched derivative maps, streams
+    Each epoch is one optimiser step on a fresh simulation set (n_s fiducial + 2 P n_d seed-matched derivative maps, streams
     from ``seed`` and the epoch); the validation loss is the IMNN loss on
     ``val_set`` (made once from ``n_s_val``/``n_d_val`` with a separate seed if not
     given). ``patience`` stops early when the validation loss stalls and
     restores the best weights. ``reference_fisher`` (e.g. the analytic Fisher
     matrix) turns det F_val into a saturation curve. A fixed validation set of a
     few hundred maps estimates det F to about 10%, and that error shifts the whole
-    curve; with ``exact_score(maps, theta) -> (N, P)`` as well, the curve is paired:
+    curve; with ``exact_score(maps, theta) -> (N, P)`` instead, the curve is paired:
     det F_val(network) / det F_val(exact score) on the same validation maps, which
     cancels most of it (``measure_saturation`` explains the pairing).
 
@@ -476,9 +471,7 @@ def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, 
         ref_det = float(np.linalg.det(np.asarray(reference_fisher, float)))
         if not ref_det > 0:
             raise ValueError("reference_fisher: expected a positive-definite matrix")
-    if exact_score is not None:
-        if ref_det is None:
-            raise ValueError("exact_score: pass reference_fisher too (the paired curve replaces its det)")
+    if exact_score is not None:  # the paired reference: the optimal compressor on the same maps
         ref_det = summary_statistics(*_exact_scores_of_set(exact_score, val_set, theta), step, theta).det_fisher
     last = {}
 
@@ -490,8 +483,7 @@ def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, 
         return loss
 
     def train_data(epoch):
-        return [make_simulation_set(simulator, theta, step, n_s, n_d, seed=_mix(seed, epoch * 131 + k))
-                for k in range(steps_per_epoch)]
+        return [make_simulation_set(simulator, theta, step, n_s, n_d, seed=_mix(seed, epoch * 131))]
 
     result = IMNNTraining(history=None)
 
@@ -501,11 +493,9 @@ def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, 
         if ref_det is not None:
             result.saturation.append(det / ref_det)
 
-    start = time.perf_counter()
     result.history = fit(model, loss_fn, train_data, [val_set], epochs=epochs, lr=lr, patience=patience,
                          clip_grad=clip_grad, checkpoint=checkpoint, progress=progress, device=device,
                          callback=callback, scheduler=scheduler)
-    result.seconds = time.perf_counter() - start
     return result
 
 
