@@ -83,8 +83,8 @@ __all__ = [
     "subset", "split_simulations", "CV_SPLIT", "FEEDBACK_SPLIT", "log_masses", "inject_outliers",
 ]
 
-#: Side of the CAMELS boxes, Mpc/h.
-BOX_SIZE = 25.0
+#: Side of the CAMELS boxes, Mpc/h (the one value of :data:`cosmonb.sims.BOX_SIZE`).
+BOX_SIZE = sims.BOX_SIZE
 #: The four snapshots of the flows project and their redshifts.
 SNAPSHOTS = (30, 31, 32, 33)
 SNAPSHOT_REDSHIFTS = dict(data.SNAPSHOT_REDSHIFTS)
@@ -326,6 +326,11 @@ def _log_detection(y):
     return special.log_ndtr((y - DETECTION_CUT) / DETECTION_WIDTH)
 
 
+def _log_occupation(mean_log_mstar, scatter):
+    """ln P(a halo hosts a galaxy) = ln Phi((f - cut) / sqrt(sigma^2 + width^2)), given f(x) and sigma(x)."""
+    return special.log_ndtr((mean_log_mstar - DETECTION_CUT) / np.hypot(scatter, DETECTION_WIDTH))
+
+
 def _params_row(params):
     row = sims.check_params(params, "params")
     if row.shape[0] != 1:
@@ -383,8 +388,7 @@ class GalaxyModel(_DensityMethods):
         x, ln_n = _log_mass_function_table(om, s8, self.redshift)
         f = stellar_mass_relation(x, a_sn1, a_agn1, self.redshift)
         sig = scatter_dex(x)
-        # ln P(halo at x hosts a galaxy) = ln Phi((f - cut) / sqrt(sig^2 + w^2))
-        ln_occ = special.log_ndtr((f - DETECTION_CUT) / np.hypot(sig, DETECTION_WIDTH))
+        ln_occ = _log_occupation(f, sig)
         keep = np.nonzero(ln_occ > np.log(_MIN_GALAXY_PROB))[0]
         start = keep[0] if len(keep) else len(x) - 1
         self._x, self._ln_n, self._f, self._sig = x[start:], ln_n[start:], f[start:], sig[start:]
@@ -433,9 +437,7 @@ class GalaxyModel(_DensityMethods):
     def log_prob_total(self, log_mtot):
         """ln p(x): the density of log10 M_total of galaxies (per dex)."""
         x = as_finite_array(log_mtot, "log_mtot")
-        f = self.mean_log_mstar(x)
-        ln_occ = special.log_ndtr((f - DETECTION_CUT) / np.hypot(scatter_dex(x), DETECTION_WIDTH))
-        return self._ln_n_at(x) + ln_occ - self._ln_norm
+        return self._ln_n_at(x) + _log_occupation(self.mean_log_mstar(x), scatter_dex(x)) - self._ln_norm
 
     def _stellar_table(self):
         """ln p(y) on a fine y grid, by quadrature over the x grid (cached)."""
@@ -546,15 +548,6 @@ def simulate_catalog(params=sims.FIDUCIAL, redshift=0.0, seed=0, box_size=BOX_SI
     return GalaxyModel(params, redshift, box_size).sample(seed)
 
 
-def _sim_params(params, n_sims):
-    if params is None:
-        return np.tile(sims.FIDUCIAL, (n_sims, 1))
-    arr = sims.check_params(params, "params")
-    if n_sims is not None and len(arr) != n_sims:
-        raise ValueError(f"params: expected {n_sims} rows (one per simulation), got {len(arr)}")
-    return arr
-
-
 def write_catalogs(root, params, snapshots=SNAPSHOTS, seed=0, prefix="CV", box_size=BOX_SIZE,
                    overwrite=False, progress=False):
     """Write built-in catalogs as ``<root>/<prefix>_<i>/groups_0XX.hdf5`` (Subfind layout).
@@ -602,7 +595,7 @@ def write_catalogs(root, params, snapshots=SNAPSHOTS, seed=0, prefix="CV", box_s
 def write_cv_catalogs(root, n_sims=27, snapshots=SNAPSHOTS, seed=0, **kwargs):
     """The built-in CV set: ``n_sims`` fiducial simulations x ``snapshots`` (see write_catalogs)."""
     n_sims = sims._check_size(n_sims, "n_sims")
-    return write_catalogs(root, _sim_params(None, n_sims), snapshots, seed, prefix="CV", **kwargs)
+    return write_catalogs(root, np.tile(sims.FIDUCIAL, (n_sims, 1)), snapshots, seed, prefix="CV", **kwargs)
 
 
 def feedback_set(n_sims, parameter="A_SN1", seed=0):

@@ -197,6 +197,16 @@ def test_write_and_load_subfind_layout(tmp_path):
     assert cut["n_dropped"] - full["n_dropped"] == len(full["log_mstar"]) - len(cut["log_mstar"]) > 0
 
 
+def test_cv_catalogs_are_fiducial_boxes_of_the_sims_size(tmp_path):
+    assert C.BOX_SIZE == sims.BOX_SIZE == C.GalaxyModel(FID).box_size
+    paths = C.write_cv_catalogs(tmp_path / "cv", 2, snapshots=[33], seed=3)
+    direct = C.write_catalogs(tmp_path / "direct", np.tile(FID, (2, 1)), snapshots=[33], seed=3)
+    for a, b in zip(paths, direct):
+        with h5py.File(a, "r") as f:
+            np.testing.assert_allclose(f["Header"].attrs["cosmonb_params"], FID)
+        np.testing.assert_array_equal(data.load_subfind(a)["stellar_mass"], data.load_subfind(b)["stellar_mass"])
+
+
 def test_load_galaxies_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         C.load_galaxies(tmp_path / "nope")

@@ -70,19 +70,83 @@ def test_2d_density_integrates_to_one_and_factorises():
         numeric = torch.log(torch.trapezoid(joint.exp(), g1.double()))
         assert float(marg[0]) == pytest.approx(float(numeric), abs=2e-3)
         assert torch.trapezoid(cond.double().exp(), g1.double()).item() == pytest.approx(1.0, abs=2e-3)
-        torch.testing.assert_close(marg + cond, joint.float(), atol=1e-4, rtol=1e-4)
+    # the marginal q(x0) is a density of x0 alone: the same at any x1, and it integrates to 1 over x0
+    # (it would not without the Jacobian of the standardisation, scale 0.5 here)
+    g0 = torch.linspace(11.5 - 15, 11.5 + 15, 60001)
+    marg_a, _ = flow.log_prob_parts(torch.stack([g0, torch.full_like(g0, 8.0)], 1))
+    marg_b, _ = flow.log_prob_parts(torch.stack([g0, torch.full_like(g0, 10.5)], 1))
+    torch.testing.assert_close(marg_a, marg_b, atol=1e-5, rtol=1e-5)
+    assert torch.trapezoid(marg_a.double().exp(), g0.double()).item() == pytest.approx(1.0, abs=1e-3)
 
 
-def test_sampling_inverts_the_flow():
-    flow = _scrambled(F.DensityFlow(2, transforms=2, bins=5, hidden=(8,), batch_norm=True))
-    s1 = flow.sample(200, seed=3)
-    s2 = flow.sample(200, seed=3)
-    assert torch.equal(s1, s2)
-    u = (s1 - flow.x_shift) / flow.x_scale
+def test_log_prob_parts_evaluates_in_eval_mode():
+    """With batch norm in training mode, the parts still use the running statistics and leave them alone."""
+    flow = _scrambled(F.DensityFlow(2, transforms=2, bins=5, hidden=(16,), batch_norm=True))
+    x = torch.randn(50, 2) * 0.7
     with torch.no_grad():
-        dist = flow.flow(None)
-        back = dist.transform.inv(dist.transform(u))
-    torch.testing.assert_close(back, u, atol=1e-4, rtol=1e-4)
+        joint = flow.log_prob(x)  # eval mode
+    stats = {k: v.clone() for k, v in flow.state_dict().items() if "running" in k}
+    flow.train()
+    marg, cond = flow.log_prob_parts(x)
+    assert flow.training  # the previous mode is restored
+    for k, v in flow.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, stats[k]), k  # running statistics untouched
+    torch.testing.assert_close(marg + cond, joint, atol=1e-5, rtol=1e-5)
+    # each row's result depends on that row alone
+    m3, c3 = flow.log_prob_parts(x[:3])
+    torch.testing.assert_close(m3, marg[:3], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c3, cond[:3], atol=1e-5, rtol=1e-5)
+
+
+def _chi2_against_density(samples, log_density, lo, hi, bins=30):
+    """Chi^2 of a histogram of 1D samples against the counts the density predicts in each bin."""
+    hist = torch.histc(samples.double(), bins=bins, min=lo, max=hi)
+    fine = torch.linspace(lo, hi, bins * 200 + 1, dtype=torch.float64)
+    p = log_density(fine).double().exp()
+    mass = torch.stack([torch.trapezoid(p[i * 200:(i + 1) * 200 + 1], fine[i * 200:(i + 1) * 200 + 1])
+                        for i in range(bins)])
+    expected = len(samples) * mass
+    return float(((hist - expected) ** 2 / expected).sum())
+
+
+def test_samples_follow_the_flow_density():
+    """Samples (the inverse map) against exp(log_prob) (the forward map), in data units."""
+    flow = _scrambled(F.DensityFlow(1, transforms=3, bins=6, batch_norm=True))
+    flow.set_normaliser(torch.tensor([[9.0], [9.8]]))
+    s1 = flow.sample(20000, seed=3)
+    assert torch.equal(s1, flow.sample(20000, seed=3)) and not torch.equal(s1, flow.sample(20000, seed=4))
+    lo, hi = float(torch.quantile(s1, 0.002)), float(torch.quantile(s1, 0.998))
+    with torch.no_grad():
+        chi2 = _chi2_against_density(s1[:, 0], lambda g: flow.log_prob(g[:, None].float()), lo, hi)
+        # the same samples are far from a density that is off by 10% in scale: the check can fail
+        wrong = _chi2_against_density(
+            s1[:, 0], lambda g: flow.log_prob(((g - 9.4) / 1.1 + 9.4)[:, None].float()) - np.log(1.1), lo, hi)
+    assert chi2 < 30 + 6 * np.sqrt(2 * 30), chi2
+    assert wrong > 5 * chi2 and wrong > 200, wrong
+    # 2D: the first coordinate of the samples follows the flow's marginal q(x0) from log_prob_parts
+    flow2 = _scrambled(F.DensityFlow(2, transforms=2, bins=5, hidden=(8,), batch_norm=True), scale=0.15)
+    flow2.set_normaliser(torch.tensor([[11.0, 9.0], [12.0, 10.0], [11.5, 9.2]]))
+    s2 = flow2.sample(20000, seed=5)
+    lo, hi = float(torch.quantile(s2[:, 0], 0.002)), float(torch.quantile(s2[:, 0], 0.998))
+    chi2 = _chi2_against_density(
+        s2[:, 0], lambda g: flow2.log_prob_parts(torch.stack([g.float(), torch.full_like(g.float(), 9.4)], 1))[0],
+        lo, hi)
+    assert chi2 < 30 + 6 * np.sqrt(2 * 30), chi2
+
+
+def test_seeded_sampling_leaves_the_global_rng_alone():
+    flow = _scrambled(F.DensityFlow(2, context=1, transforms=1, bins=4, hidden=(8,)))
+    state = torch.random.get_rng_state()
+    flow.sample(10, c=torch.ones(1, 1), seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    with pytest.raises(ValueError, match="c: expected 1 or 10 rows"):  # fails after seeding
+        flow.sample(10, c=torch.ones(3, 1), seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    # the seed alone decides the samples, whatever the global state
+    torch.manual_seed(99)
+    torch.testing.assert_close(flow.sample(10, c=torch.ones(1, 1), seed=1),
+                               flow.sample(10, c=torch.ones(1, 1), seed=1), atol=0, rtol=0)
 
 
 def test_batch_norm_layer():
@@ -133,10 +197,36 @@ def test_bad_input_is_refused():
         F.DensityFlow(2, order="random")
     with pytest.raises(ValueError, match="transforms"):
         F.DensityFlow(2, transforms=0)
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match=r"x: is empty \(0 rows\)"):
         F.fit_flow(flow, np.zeros((0, 2)), epochs=1)
+    with pytest.raises(ValueError, match="lr: expected a number > 0"):
+        F.fit_flow(flow, np.ones((4, 2)), epochs=1, lr=-1e-3)
     with pytest.raises(ValueError, match="order='fixed'"):
         F.DensityFlow(2, order="alternate").log_prob_parts(torch.zeros(3, 2))
+
+
+def test_per_sample_functions_broadcast_one_context_row_across_batches():
+    """One context row serves every batch (here 23 rows in batches of 5), as the repeated row does."""
+    flow = _scrambled(F.DensityFlow(2, context=1, transforms=2, bins=5, hidden=(16,), batch_norm=True))
+    x = torch.randn(23, 2)
+    one = np.array([[0.7]])
+    many = np.repeat(one, 23, 0)
+    flow.train()
+    for fn in (F.per_sample_nll, F.per_sample_parts):
+        single = fn(flow, x, one, batch_size=5)
+        repeated = fn(flow, x, many, batch_size=5)
+        whole = fn(flow, x, many)
+        for a, b, w in zip(*(r if isinstance(r, tuple) else (r,) for r in (single, repeated, whole))):
+            assert a.shape == (23,)
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(a, w, rtol=1e-6, atol=1e-6)
+        assert flow.training  # the previous mode is restored
+    # one context per row is sliced with x
+    per_row = np.linspace(-1, 1, 23)[:, None]
+    np.testing.assert_allclose(F.per_sample_nll(flow, x, per_row, batch_size=5),
+                               F.per_sample_nll(flow, x, per_row), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="c: expected 1 or 23 rows, got 3"):
+        F.per_sample_nll(flow, x, np.zeros((3, 1)), batch_size=5)
 
 
 # --------------------------------------------------------------------------- training
@@ -166,6 +256,7 @@ def test_fit_learns_a_known_density():
     flow = F.DensityFlow(1, transforms=2, bins=8, batch_norm=True)
     hist = F.fit_flow(flow, x[:5000], x_val=x[5000:], epochs=40, lr=5e-3, batch_size=256, seed=0)
     assert hist.val_loss[-1] < hist.val_loss[0]
+    assert hist.lr[0] == pytest.approx(5e-3) and hist.lr[-1] < 5e-3  # lr reaches Adam; cosine decay
     gap = F.per_sample_nll(flow, x[5000:]).mean() - true_nll(x[5000:]).mean()
     assert abs(gap) < 0.05, gap  # 1000 held-out points: seeds 0-2 give 0.009-0.025
     # a flow that learned nothing is far worse: the test can fail

@@ -28,6 +28,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from functools import partial
 
@@ -142,7 +143,7 @@ class BatchNormTransform(LazyTransform):
 # --------------------------------------------------------------------------- the flow
 def _as_tensor(x, name, features, dtype=torch.float32, device=None):
     """x as a finite float tensor of shape (N, features); ValueError naming ``name`` otherwise."""
-    if isinstance(x, np.ndarray) or not isinstance(x, torch.Tensor):
+    if not isinstance(x, torch.Tensor):
         try:
             x = torch.as_tensor(np.asarray(x, dtype=np.float64))
         except (TypeError, ValueError) as err:
@@ -158,6 +159,20 @@ def _as_tensor(x, name, features, dtype=torch.float32, device=None):
         bad = int((~torch.isfinite(x)).any(dim=1).sum())
         raise ValueError(f"{name}: {bad} row(s) have NaN/inf values")
     return x
+
+
+@contextlib.contextmanager
+def _seeded(seed, device):
+    """Seed torch with ``seed`` inside the block; the random state of the CPU (and of ``device``,
+    if an accelerator) is restored on exit, even on error. ``seed=None`` does nothing."""
+    if seed is None:
+        yield
+        return
+    accelerator = device.type != "cpu"
+    with torch.random.fork_rng(devices=[device.index or 0] if accelerator else [],
+                               device_type=device.type if accelerator else "cuda"):
+        torch.manual_seed(int(seed))
+        yield
 
 
 class DensityFlow(nn.Module):
@@ -266,28 +281,36 @@ class DensityFlow(nn.Module):
         return self.flow(cs).log_prob(u) - torch.log(self.x_scale).sum()
 
     def log_prob_parts(self, x, c=None):
-        """``(ln q(x_0 | c), ln q(x_1.. | x_0, c))`` for a ``order="fixed"`` flow.
+        """``(ln q(x_0 | c), ln q(x_1.. | x_0, c))`` for a ``order="fixed"`` flow, in eval mode.
 
         Every layer transforms feature 0 using nothing but feature 0, so
         ``z_0 = T_0(x_0)`` and ``ln q(x_0) = ln N(z_0) + ln |dz_0/dx_0|``; the
-        conditional is the joint minus that marginal. Gradients are used to
-        get ``dz_0/dx_0``; the results are detached.
+        conditional is the joint minus that marginal. One forward pass gives
+        ``z`` and the joint (as :meth:`log_prob`); gradients give ``dz_0/dx_0``.
+        The flow is evaluated in eval mode (batch norm uses its running
+        statistics, so each row's result depends on that row alone) and its
+        previous mode is restored; the results are detached.
         """
         if self._config["order"] != "fixed" or self.features < 2:
             raise ValueError("log_prob_parts: needs a flow with features >= 2 and order='fixed'")
         x = _as_tensor(x, "x", self.features, device=self.x_shift.device)
         cs = self._context(c, len(x))
-        with torch.enable_grad():
-            u = ((x - self.x_shift) / self.x_scale).detach().requires_grad_(True)
-            dist = self.flow(cs)
-            z = dist.transform(u)
-            (dz0,) = torch.autograd.grad(z[:, 0].sum(), u)
-        dz0 = dz0[:, 0].detach()
-        z0 = z[:, 0].detach()
-        log_marg = (-0.5 * z0**2 - 0.5 * math.log(2 * math.pi) + torch.log(dz0.abs())
-                    - torch.log(self.x_scale[0]))
-        with torch.no_grad():
-            joint = self.log_prob(x, c)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.enable_grad():
+                u = ((x - self.x_shift) / self.x_scale).detach().requires_grad_(True)
+                dist = self.flow(cs)
+                # what dist.log_prob(u) computes (zuko's NormalizingFlow), keeping z for the marginal
+                z, ladj = dist.transform.call_and_ladj(u)
+                joint = dist.base.log_prob(z) + ladj
+                (dz0,) = torch.autograd.grad(z[:, 0].sum(), u)
+        finally:
+            self.train(was_training)
+        log_scale = torch.log(self.x_scale)
+        joint = joint.detach() - log_scale.sum()
+        z0, dz0 = z[:, 0].detach(), dz0[:, 0].detach()
+        log_marg = -0.5 * z0**2 - 0.5 * math.log(2 * math.pi) + torch.log(dz0.abs()) - log_scale[0]
         return log_marg, joint - log_marg
 
     @torch.no_grad()
@@ -298,15 +321,10 @@ class DensityFlow(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            gen_state = None
-            if seed is not None:
-                gen_state = torch.random.get_rng_state()
-                torch.manual_seed(int(seed))
-            cs = self._context(c, int(n))
-            shape = () if cs is not None else (int(n),)
-            u = self.flow(cs).sample(shape)
-            if gen_state is not None:
-                torch.random.set_rng_state(gen_state)
+            with _seeded(seed, self.x_shift.device):
+                cs = self._context(c, int(n))
+                shape = () if cs is not None else (int(n),)
+                u = self.flow(cs).sample(shape)
         finally:
             self.train(was_training)
         return u * self.x_scale + self.x_shift
@@ -402,36 +420,56 @@ def fit_flow(model: DensityFlow, x, c=None, x_val=None, c_val=None, *, epochs: i
     if set_normaliser:
         model.set_normaliser(x, c)
     train_batches = make_batches(x, c, batch_size=batch_size, seed=seed)
+    lr = _train._check_float(lr, "lr", positive=True)  # lr reaches fit through the optimizer factory
     optimizer = partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay)
     scheduler = partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs, eta_min=lr / 50)
-    return _train.fit(model, nll_loss, train_batches, val, epochs=epochs, lr=lr, optimizer=optimizer,
+    return _train.fit(model, nll_loss, train_batches, val, epochs=epochs, optimizer=optimizer,
                       scheduler=scheduler, patience=patience, clip_grad=clip_grad, seed=seed,
                       progress=progress, checkpoint=checkpoint)
 
 
 # --------------------------------------------------------------------------- evaluation
-@torch.no_grad()
+def _batched(model: DensityFlow, fn, x, c, batch_size: int):
+    """Evaluate ``fn(x_batch, c_batch) -> tensor or tuple of tensors`` in batches, in eval mode.
+
+    ``c`` is one row (broadcast to every batch) or one row per row of ``x``
+    (sliced with it). Returns a tuple of float64 numpy arrays, one per output;
+    the model's previous mode is restored.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    x = _as_tensor(x, "x", model.features)
+    if c is not None and model.context:  # (an unconditional model refuses c itself)
+        c = _as_tensor(c, "c", model.context)
+        if len(c) not in (1, len(x)):
+            raise ValueError(f"c: expected 1 or {len(x)} rows, got {len(c)}")
+    per_row = c is not None and len(c) == len(x)
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for a in range(0, len(x), batch_size):
+                res = fn(x[a:a + batch_size], c[a:a + batch_size] if per_row else c)
+                res = res if isinstance(res, tuple) else (res,)
+                out.append([r.double().cpu() for r in res])
+    finally:
+        model.train(was)
+    return tuple(torch.cat(col).numpy() for col in zip(*out))
+
+
 def per_sample_nll(model: DensityFlow, x, c=None, batch_size: int = 16384) -> np.ndarray:
     """-ln q(x_i | c_i) for every row, float64 numpy (model in eval mode, batched).
+
+    ``c``: one row per row of ``x``, or a single row used for all of them.
 
     Example:
         >>> flow = DensityFlow(1, transforms=1, bins=4)
         >>> per_sample_nll(flow, np.zeros((3, 1))).shape
         (3,)
     """
-    x = _as_tensor(x, "x", model.features)
-    if c is not None:
-        c = _as_tensor(c, "c", model.context)
-    was = model.training
-    model.eval()
-    out = []
-    try:
-        for a in range(0, len(x), batch_size):
-            cc = None if c is None else c[a:a + batch_size]
-            out.append(-model.log_prob(x[a:a + batch_size], cc).double().cpu())
-    finally:
-        model.train(was)
-    return torch.cat(out).numpy()
+    (nll,) = _batched(model, lambda xb, cb: -model.log_prob(xb, cb), x, c, batch_size)
+    return nll
 
 
 def per_sample_parts(model: DensityFlow, x, c=None, batch_size: int = 16384):
@@ -439,27 +477,14 @@ def per_sample_parts(model: DensityFlow, x, c=None, batch_size: int = 16384):
 
     See :meth:`DensityFlow.log_prob_parts`. For (log M_total, log M_star) the second
     part is the flow's conditional density of stellar mass at fixed halo mass.
+    ``c``: one row per row of ``x``, or a single row used for all of them.
 
     Example:
         >>> marg, cond = per_sample_parts(DensityFlow(2, transforms=1, bins=4, hidden=(8,)), np.zeros((5, 2)))
         >>> marg.shape, cond.shape
         ((5,), (5,))
     """
-    x = _as_tensor(x, "x", model.features)
-    if c is not None:
-        c = _as_tensor(c, "c", model.context)
-    was = model.training
-    model.eval()
-    marg, cond = [], []
-    try:
-        for a in range(0, len(x), batch_size):
-            cc = None if c is None else c[a:a + batch_size]
-            m, k = model.log_prob_parts(x[a:a + batch_size], cc)
-            marg.append(m.double().cpu())
-            cond.append(k.double().cpu())
-    finally:
-        model.train(was)
-    return torch.cat(marg).numpy(), torch.cat(cond).numpy()
+    return _batched(model, model.log_prob_parts, x, c, batch_size)
 
 
 def recall_at_fpr(score_inliers, score_outliers, fpr: float = 0.05):
