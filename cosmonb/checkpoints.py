@@ -15,6 +15,7 @@ train-or-load cell of a notebook reads
         ...  # train with cosmonb.train.fit, then (full runs) save_pretrained(...)
     else:
         ckpt = load_pretrained("glow_hi")   # raises with instructions if missing
+        model = load_weights(Glow(**ckpt["config"]), ckpt)   # names any mismatched tensor
 
 Keep each checkpoint under ~5 MB and all of them under ~30 MB (a warning
 fires otherwise).
@@ -37,7 +38,6 @@ import io
 import math
 import numbers
 import os
-import platform
 import re
 import warnings
 from pathlib import Path
@@ -49,8 +49,9 @@ from torch import nn
 
 from . import runtime
 
-__all__ = ["save_pretrained", "load_pretrained", "pretrained_available", "read_manifest",
-           "PretrainedError", "PretrainedMissingError", "PRETRAINED_DIR"]
+__all__ = ["save_pretrained", "load_pretrained", "load_weights", "state_dict_mismatches", "format_mismatches",
+           "pretrained_available", "read_manifest", "PretrainedError", "PretrainedMissingError",
+           "PRETRAINED_DIR"]
 
 #: Folder of the shipped checkpoints.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -156,12 +157,91 @@ def _clean_normaliser(normaliser):
 
 
 def _hardware(device: str) -> dict:
-    hw = {"platform": platform.platform(), "machine": platform.machine(),
-          "python": platform.python_version(), "cpu_count": os.cpu_count(),
-          "torch": str(torch.__version__), "device": device}
+    """``runtime.machine_info()`` (CPU model, CPU capability, threads, versions) plus the device."""
+    hw = {**runtime.machine_info(), "device": device}
     if device.startswith("cuda") and torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return hw
+
+
+def state_dict_mismatches(model: nn.Module, state_dict: Mapping) -> list[str]:
+    """Why ``state_dict`` does not fit ``model``, one line per tensor (``[]`` when it fits).
+
+    Lists tensors whose shapes differ (``'name': checkpoint (a, b) vs model (c, d)``),
+    tensors the model expects but the checkpoint lacks, and tensors the
+    checkpoint has but the model does not. Used before every
+    ``load_state_dict`` of a saved file, so a mismatch is reported by name
+    rather than as torch's size-mismatch traceback.
+
+    Example:
+        >>> state_dict_mismatches(torch.nn.Linear(3, 1), torch.nn.Linear(2, 1).state_dict())
+        ["'weight': checkpoint (1, 2) vs model (1, 3)"]
+        >>> state_dict_mismatches(torch.nn.Linear(2, 1), torch.nn.Linear(2, 1).state_dict())
+        []
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"state_dict: expected a mapping name -> tensor, got {type(state_dict).__name__}")
+    own = model.state_dict()
+    problems = []
+    for key, t in own.items():
+        if key not in state_dict:
+            problems.append(f"{key!r}: missing from the checkpoint (model {tuple(t.shape)})")
+            continue
+        saved = state_dict[key]
+        shape = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
+        if shape != tuple(t.shape):
+            problems.append(f"{key!r}: checkpoint {shape} vs model {tuple(t.shape)}")
+    for key, saved in state_dict.items():
+        if key not in own:
+            shape = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
+            problems.append(f"{key!r}: in the checkpoint {shape} but not in the model")
+    return problems
+
+
+def format_mismatches(problems: list[str], limit: int = 20) -> str:
+    """The lines of ``state_dict_mismatches`` as one indented block (at most ``limit`` lines)."""
+    lines = problems[:limit] + ([f"... and {len(problems) - limit} more"] if len(problems) > limit else [])
+    return "\n  " + "\n  ".join(lines)
+
+
+def load_weights(model: nn.Module, ckpt: Mapping) -> nn.Module:
+    """Load ``ckpt["state_dict"]`` (from :func:`load_pretrained`) into ``model``; returns ``model``.
+
+    A checkpoint whose hash is valid but whose tensors do not fit the model
+    (the model's code changed since the file was made) raises
+    ``PretrainedError`` naming the file and every mismatched tensor with both
+    shapes, and how to fix it, instead of torch's size-mismatch traceback.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> _ = save_pretrained("w", {"n": 2}, torch.nn.Linear(2, 1), None, {}, "make w", 0.0, directory=d)
+        >>> ckpt = load_pretrained("w", directory=d)
+        >>> load_weights(torch.nn.Linear(ckpt["config"]["n"], 1), ckpt)
+        Linear(in_features=2, out_features=1, bias=True)
+        >>> load_weights(torch.nn.Linear(3, 1), ckpt)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        cosmonb.checkpoints.PretrainedError: pretrained checkpoint ...w.pt does not fit Linear: ...
+    """
+    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
+        raise ValueError("ckpt: expected the dict load_pretrained returns (with a 'state_dict' key)")
+    meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), Mapping) else {}
+    source = meta.get("path") or f"{meta.get('name', '?')!r}"
+    problems = state_dict_mismatches(model, ckpt["state_dict"])
+    fix = ("The model's code or config changed since the file was made: rebuild the model from "
+           "ckpt['config'], or retrain (run its notebook with TRAIN=True) and save it again.")
+    if problems:
+        raise PretrainedError(f"pretrained checkpoint {source} does not fit {type(model).__name__}: "
+                              f"{len(problems)} tensor(s) differ:{format_mismatches(problems)}\n{fix}")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise PretrainedError(f"pretrained checkpoint {source} does not load into "
+                              f"{type(model).__name__} ({err}). {fix}") from err
+    return model
 
 
 def read_manifest(directory=None) -> dict:
@@ -247,7 +327,9 @@ def save_pretrained(name: str, model_config: dict, state_dict, normaliser: dict 
 def load_pretrained(name: str, directory=None, *, map_location="cpu") -> dict:
     """Load ``<directory>/<name>.pt`` after checking its sha256 against MANIFEST.json.
 
-    Returns ``{"config", "state_dict", "normaliser", "metadata"}``. A missing
+    Returns ``{"config", "state_dict", "normaliser", "metadata"}`` (``metadata["path"]``
+    is the file it was read from); load the weights with :func:`load_weights`, which
+    names any tensor whose shape does not fit the model. A missing
     file raises ``PretrainedMissingError`` and a hash mismatch, a name absent
     from the manifest or an unreadable file raise ``PretrainedError``, each
     saying to retrain (run the notebook with ``TRAIN=True``) or restore the
@@ -294,6 +376,8 @@ def load_pretrained(name: str, directory=None, *, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or not {"config", "state_dict", "normaliser", "metadata"} <= set(ckpt):
         raise PretrainedError(f"{path} is not a cosmonb pretrained checkpoint "
                               "(expected keys config, state_dict, normaliser, metadata). " + fix)
+    if isinstance(ckpt["metadata"], dict):
+        ckpt["metadata"]["path"] = str(path)  # where it was read from (not stored in the file)
     return ckpt
 
 

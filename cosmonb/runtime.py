@@ -21,7 +21,11 @@ Environment variables:
 
 ``atomic_write`` is the one way the package writes files (GUIDE section 3):
 a temporary file in the same folder, flushed, then ``os.replace``-d over the
-target, so a killed process never leaves a half-written file behind.
+target, so a killed process never leaves a half-written file behind (and the
+next write to the same target removes the temporary file a killed writer left).
+
+``machine_info`` describes the machine (CPU model, torch's CPU capability,
+threads, versions) for checkpoint manifests and benchmark results.
 """
 from __future__ import annotations
 
@@ -30,9 +34,12 @@ import json
 import math
 import numbers
 import os
+import platform
 import random
 import re
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -47,6 +54,8 @@ __all__ = [
     "read_records",
     "RECORDS",
     "atomic_write",
+    "atomic_path",
+    "machine_info",
 ]
 
 #: Every headline number recorded in this process, ``name -> value``.
@@ -181,13 +190,172 @@ def is_quick() -> bool:
     return os.environ.get("COSMONB_QUICK", "").strip().lower() in _TRUE
 
 
+# --------------------------------------------------------------------------- machine
+def _cpu_model(cpuinfo="/proc/cpuinfo") -> str:
+    """The CPU model: /proc/cpuinfo's "model name" (Linux), else ``platform.processor()``."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    name = line.split(":", 1)[1].strip()
+                    if name:
+                        return name
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _cpu_capability() -> str:
+    """``torch.backends.cpu.get_cpu_capability()`` (e.g. 'AVX2', 'AVX512', 'DEFAULT').
+
+    It follows the ``ATEN_CPU_CAPABILITY`` environment variable, so it tells
+    which floating-point kernels actually ran, not only what the CPU offers.
+    """
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if get is None:  # torch < 2.0
+        return "unknown"
+    try:
+        return str(get())
+    except Exception:  # noqa: BLE001 - a description must never fail a save
+        return "unknown"
+
+
+def machine_info() -> dict:
+    """What ran a computation: CPU model and torch's CPU capability, threads, versions.
+
+    The one description of the machine for checkpoint manifests
+    (``cosmonb.checkpoints.save_pretrained``) and benchmark results
+    (``bench/_machine.py``). Results of learned-quality tests move with the
+    floating-point path (CPU capability, thread count), so both are recorded.
+    Keys: ``cpu`` (``/proc/cpuinfo`` "model name", else ``platform.processor()``),
+    ``cpu_capability`` (``torch.backends.cpu.get_cpu_capability()``, which follows
+    ``ATEN_CPU_CAPABILITY``), ``cpu_count``, ``torch_threads``, ``platform``,
+    ``machine``, ``python``, ``numpy``, ``torch``.
+
+    Example:
+        >>> info = machine_info()
+        >>> {"cpu", "cpu_capability", "torch_threads", "torch"} <= set(info)
+        True
+        >>> info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        True
+    """
+    return {"cpu": _cpu_model(), "cpu_capability": _cpu_capability(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "machine": platform.machine(), "python": platform.python_version(),
+            "numpy": np.__version__, "torch": str(torch.__version__)}
+
+
 # --------------------------------------------------------------------------- atomic files
+#: A temporary file of a killed writer with no PID in its name is removed once it is this old.
+ORPHAN_AGE_SECONDS = 3600.0
+_RAND = r"[A-Za-z0-9_]{8}"  # the random part tempfile.mkstemp puts in a name
+
+
+def _pid_alive(pid: int) -> bool:
+    """True unless process ``pid`` certainly does not exist on this machine."""
+    if pid <= 0:
+        return True
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (owned by someone else), or we cannot tell: keep the file
+    return True
+
+
+def _remove_orphans(path: Path) -> list[Path]:
+    """Remove temporary files that killed writers of ``path`` left behind; return them.
+
+    ``atomic_write`` names its temporary file ``.<name>.<pid>.<random>.tmp``.
+    One is an orphan when its writer's process no longer exists (``os.kill(pid, 0)``
+    fails with ProcessLookupError); a live writer's file (another process, or
+    this one) is never touched. Files in the older ``.<name>.<random>.tmp``
+    form, which carry no PID, are removed once untouched for ``ORPHAN_AGE_SECONDS``.
+    """
+    prefix = f".{path.name}."
+    with_pid = re.compile(rf"^(\d+)\.{_RAND}$")
+    legacy = re.compile(rf"^{_RAND}$")
+    removed = []
+    try:
+        candidates = [p for p in path.parent.iterdir()
+                      if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    now = time.time()
+    for tmp in candidates:
+        middle = tmp.name[len(prefix):-len(".tmp")]
+        m = with_pid.match(middle)
+        try:
+            if m:
+                orphan = not _pid_alive(int(m.group(1)))
+            elif legacy.match(middle):
+                orphan = now - tmp.stat().st_mtime > ORPHAN_AGE_SECONDS
+            else:
+                continue
+            if orphan and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # vanished meanwhile (its writer finished) or not ours to delete
+            continue
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success ``os.replace`` it over ``path``.
+
+    For writers that need a file name rather than a file object (``h5py.File``,
+    ``np.save`` to a name); :func:`atomic_write` is this plus ``open``. The data
+    are fsync-ed before the rename. If the block raises, ``path`` keeps its old
+    content and the temporary file is removed. If the process is killed
+    (SIGKILL, power loss) ``path`` also keeps its old content, and the
+    temporary file left behind, ``.<name>.<pid>.<random>.tmp``, is removed by
+    the next ``atomic_path``/``atomic_write`` to the same ``path`` once process
+    ``<pid>`` no longer exists; a concurrent writer's live file is left alone.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.npy"
+        >>> with atomic_path(p) as tmp, open(tmp, "wb") as f:  # np.save(tmp) would add '.npy'
+        ...     np.save(f, np.arange(3))
+        >>> np.load(p).tolist()
+        [0, 1, 2]
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path: expected a file path, got {type(path).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:  # durable before the rename
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file next to ``path``; on success ``os.replace`` it over ``path``.
 
-    If the block raises (or the process dies) ``path`` keeps its old content
-    and the temporary file is removed. ``mode`` is ``'wb'`` or ``'w'``.
+    If the block raises, ``path`` keeps its old content and the temporary
+    file is removed. If the process is killed (SIGKILL, power loss) ``path``
+    also keeps its old content; the temporary file it leaves behind,
+    ``.<name>.<pid>.<random>.tmp``, is removed by the next ``atomic_write``
+    to the same ``path`` once process ``<pid>`` no longer exists (a
+    concurrent writer's live file is left alone; see :func:`atomic_path`).
+    ``mode`` is ``'wb'`` or ``'w'`` (UTF-8).
 
     Example:
         >>> import tempfile, pathlib
@@ -199,20 +367,9 @@ def atomic_write(path, mode: str = "wb") -> Iterator[Any]:
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode: expected 'wb' or 'w', got {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager

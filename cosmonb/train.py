@@ -32,6 +32,7 @@ import numbers
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -41,7 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import runtime
+from . import checkpoints, runtime
 
 __all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "CheckpointError"]
 
@@ -344,17 +345,51 @@ def _load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+def _optimizer_name(opt) -> str:
+    cls = type(opt)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _requested_lrs(opt) -> list[float]:
+    """The learning rate asked for in each param group (before any scheduler changed it)."""
+    return [float(g.get("initial_lr", g["lr"])) for g in opt.param_groups]
+
+
 def _restore(ckpt: dict, path: Path, model, opt, sched, loaders) -> None:
+    problems = checkpoints.state_dict_mismatches(model, ckpt["model"])
+    if problems:
+        raise CheckpointError(f"checkpoint {path} was written for a different model: {len(problems)} "
+                              f"tensor(s) differ:{checkpoints.format_mismatches(problems)}\n"
+                              "Use the model of the interrupted run, another checkpoint path, "
+                              "or delete the file to train from scratch.")
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path} was written for a different model: {err}. "
                               "Use another checkpoint path or delete the file.") from err
+    this = _optimizer_name(opt)
+    saved = ckpt.get("optimizer_class")  # absent in checkpoints written before it was recorded
+    if saved is not None and saved != this:
+        raise CheckpointError(f"checkpoint {path} was written with optimizer {saved}, but this call "
+                              f"uses {this}; resume with the same optimizer as the interrupted run, "
+                              "or delete the file (or pass another checkpoint path) to start over")
+    what = f"optimizer {saved}" if saved is not None else "the interrupted run's optimizer"
     try:
         opt.load_state_dict(ckpt["optimizer"])
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {path}: its optimizer state does not fit this optimizer "
-                              f"({err}); use the same optimizer as the interrupted run") from err
+    except Exception as err:  # noqa: BLE001 - any failure means the state does not fit
+        raise CheckpointError(f"checkpoint {path}: the state of {what} does not load into {this} "
+                              f"({type(err).__name__}: {err}); resume with the same optimizer as "
+                              "the interrupted run, or delete the file") from err
+    # an optimizer of another class takes the foreign param groups without complaint and
+    # fails only at its first step (SGD over Adam: KeyError 'momentum'); for files that do not
+    # record the class, catch it here (with the class recorded and equal, a setting new in this
+    # torch version is the optimizer's own business: its __setstate__ fills the default)
+    lacking = [] if saved is not None else \
+        sorted({k for g in opt.param_groups for k in opt.defaults if k not in g})
+    if lacking:
+        raise CheckpointError(f"checkpoint {path}: the state of {what} lacks the settings {lacking} "
+                              f"that {this} needs, so it was written by another optimizer; resume "
+                              "with the same optimizer as the interrupted run, or delete the file")
     if (sched is None) != (ckpt["scheduler"] is None):
         raise CheckpointError(f"checkpoint {path} was written "
                               f"{'without' if ckpt['scheduler'] is None else 'with'} a scheduler, "
@@ -371,14 +406,54 @@ def _restore(ckpt: dict, path: Path, model, opt, sched, loaders) -> None:
         raise CheckpointError(f"checkpoint {path}: RNG states do not load ({err})") from err
 
 
+def _apply_new_lr(ckpt: dict, path: Path, opt, sched, requested: list[float], start: int) -> None:
+    """If this call asks for another lr than the checkpoint's run, switch to it with a warning.
+
+    Each param group's lr is scaled by new / old, and so are the scheduler's
+    base lrs, so the schedule keeps its progress (epoch, milestones, plateau
+    reductions) at the new scale.
+    """
+    saved = ckpt.get("requested_lr")
+    if saved is None:  # written before requested_lr was recorded: read it off the optimizer state
+        if sched is not None and not hasattr(sched, "base_lrs"):
+            return  # e.g. ReduceLROnPlateau: its current lr may be reduced, the original is unknown
+        saved = [g.get("initial_lr", g["lr"]) for g in ckpt["optimizer"]["param_groups"]]
+    saved = [float(x) for x in saved]
+    if len(saved) != len(requested) or len(requested) != len(opt.param_groups):
+        return  # load_state_dict has refused a different number of groups already
+    changes = []
+    for i, (old, new) in enumerate(zip(saved, requested)):
+        if math.isclose(old, new, rel_tol=1e-9, abs_tol=0.0):
+            continue
+        group = opt.param_groups[i]
+        group["lr"] = float(group["lr"]) * new / old if old > 0 else new
+        if "initial_lr" in group:
+            group["initial_lr"] = new
+        base = getattr(sched, "base_lrs", None)
+        if isinstance(base, list) and i < len(base):
+            base[i] = new
+        last = getattr(sched, "_last_lr", None)
+        if isinstance(last, list) and i < len(last):
+            last[i] = group["lr"]
+        changes.append(f"lr={new:g} (was {old:g}" + (f", param group {i})" if len(saved) > 1 else ")"))
+    if changes:
+        warnings.warn(f"fit: resuming {path} with a different learning rate: {'; '.join(changes)}. "
+                      f"The new value takes effect from epoch {start + 1}"
+                      + (" (the scheduler keeps its progress, scaled to the new lr)" if sched is not None
+                         else "") + "; pass the old lr to continue the original run exactly.",
+                      UserWarning, stacklevel=3)
+
+
 def _save_checkpoint(path: Path, *, epoch, epochs, model, opt, sched, history, best_val,
-                     best_state, since_best, loaders) -> None:
+                     best_state, since_best, loaders, requested_lr) -> None:
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
         "epochs_requested": epochs,
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
+        "optimizer_class": _optimizer_name(opt),
+        "requested_lr": requested_lr,
         "scheduler": sched.state_dict() if sched is not None else None,
         "history": history.to_dict(),
         "best_val_loss": best_val,
@@ -463,13 +538,23 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
         epochs: total number of epochs (counting epochs done before a resume).
         optimizer: ``None`` (Adam with ``lr``), an optimizer over
             ``model.parameters()``, or a factory ``params -> optimizer``.
+            Resuming a checkpoint written with another optimizer class
+            (SGD over Adam) raises ``CheckpointError`` naming both.
+        lr: learning rate of the default Adam (a passed optimizer brings its
+            own). Resuming with a learning rate other than the checkpoint's
+            (this ``lr``, or your optimizer's) uses the new one, with a
+            ``UserWarning``: each param group's lr and the scheduler's base
+            lrs are scaled to it, keeping the scheduler's progress. Pass the
+            old value to continue the interrupted run exactly.
         scheduler: ``None``, an LR scheduler, or a factory ``optimizer ->
             scheduler``; stepped once per epoch (ReduceLROnPlateau gets the
             validation loss, or the training loss without validation data).
         checkpoint: file path. Written atomically every ``checkpoint_every``
             epochs and at the end; if it exists when ``fit`` starts, training
             resumes from it (and gives the same weights as an uninterrupted
-            run). A corrupt or mismatched file raises ``CheckpointError``.
+            run). A corrupt or mismatched file (another model, listing the
+            tensors whose shapes differ; another optimizer) raises
+            ``CheckpointError``; training never silently starts over.
         patience: stop when the validation loss has not dropped by more than
             ``min_delta`` for ``patience`` epochs, then restore the best
             weights (needs ``val_data``). Without ``patience`` the best epoch
@@ -531,6 +616,7 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
     # ---- set up
     model.to(dev)
     opt = _make_optimizer(optimizer, model, lr)
+    requested_lr = _requested_lrs(opt)
     sched = _make_scheduler(scheduler, opt)
     loaders = {"train_data": train_data, "val_data": val_data}
     history = History()
@@ -551,6 +637,7 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
                 model.load_state_dict(best_state)
             model.eval()
             return history
+        _apply_new_lr(ckpt, checkpoint, opt, sched, requested_lr, start)
         history.resumed_at.append(start)
         print(f"[cosmonb.fit] resumed from {checkpoint} after epoch {start} of {epochs}")
 
@@ -597,7 +684,8 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
             if checkpoint is not None and (stop or epoch == epochs or epoch % checkpoint_every == 0):
                 _save_checkpoint(checkpoint, epoch=epoch, epochs=epochs, model=model, opt=opt, sched=sched,
                                  history=history, best_val=None if math.isinf(best_val) else best_val,
-                                 best_state=best_state, since_best=since_best, loaders=loaders)
+                                 best_state=best_state, since_best=since_best, loaders=loaders,
+                                 requested_lr=requested_lr)
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             if callback is not None:

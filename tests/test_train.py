@@ -403,3 +403,103 @@ def test_shipped_manifest_is_valid_json():
     assert isinstance(manifest, dict)
     for name, entry in manifest.items():
         assert {"sha256", "size_bytes", "command", "hardware", "metrics", "config", "date"} <= set(entry)
+
+
+# --------------------------------------------------------------------------- resume mismatches (issue 8)
+def test_resume_with_new_lr_uses_it_and_warns(tmp_path):
+    # the old code silently kept the checkpoint's lr (0.1, 0.05, 0.025, ...)
+    data = [torch.ones(1)]
+    step = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731
+    ckpt = tmp_path / "lr.pt"
+    fit(_Scalar(), _scalar_loss, data, epochs=2, lr=0.1, scheduler=step, checkpoint=ckpt, progress=False)
+    with pytest.warns(UserWarning, match=r"lr\.pt with a different learning rate: lr=0\.01 \(was 0\.1\)"):
+        h = fit(_Scalar(), _scalar_loss, data, epochs=4, lr=0.01, scheduler=step, checkpoint=ckpt,
+                progress=False)
+    # the schedule keeps its progress (two halvings done) at the new scale
+    assert h.lr == pytest.approx([0.1, 0.05, 0.0025, 0.00125], rel=1e-12)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["requested_lr"] == [0.01] and saved["scheduler"]["base_lrs"] == [0.01]
+    import warnings
+    with warnings.catch_warnings():  # resuming again with the new lr is silent
+        warnings.simplefilter("error")
+        h = fit(_Scalar(), _scalar_loss, data, epochs=5, lr=0.01, scheduler=step, checkpoint=ckpt,
+                progress=False)
+    assert h.lr[-1] == pytest.approx(0.000625, rel=1e-12)
+
+    # without a scheduler, and with an optimizer factory bringing its own lr
+    ckpt = tmp_path / "sgd.pt"
+    sgd = lambda lr: (lambda p: torch.optim.SGD(p, lr=lr))  # noqa: E731
+    fit(_Scalar(), _scalar_loss, data, epochs=1, optimizer=sgd(0.1), checkpoint=ckpt, progress=False)
+    with pytest.warns(UserWarning, match=r"lr=0\.3 \(was 0\.1\)"):
+        h = fit(_Scalar(), _scalar_loss, data, epochs=2, optimizer=sgd(0.3), checkpoint=ckpt, progress=False)
+    assert h.lr == [0.1, 0.3]
+
+
+def test_resume_with_another_optimizer_raises_checkpoint_error(tmp_path):
+    # the old code loaded Adam's state into SGD and raised KeyError 'momentum' at its first step
+    ckpt = tmp_path / "adam.pt"
+    data = [torch.ones(1)]
+    fit(_Scalar(), _scalar_loss, data, epochs=1, checkpoint=ckpt, progress=False)  # default Adam
+    sgd = lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)  # noqa: E731
+    with pytest.raises(CheckpointError, match=r"adam\.pt was written with optimizer torch\.optim\.adam\.Adam"
+                                              r", but this call uses torch\.optim\.sgd\.SGD"):
+        fit(_Scalar(), _scalar_loss, data, epochs=2, optimizer=sgd, checkpoint=ckpt, progress=False)
+    # a checkpoint that does not record its optimizer class is caught at load time too
+    old = torch.load(ckpt, weights_only=True)
+    del old["optimizer_class"], old["requested_lr"]
+    torch.save(old, ckpt)
+    with pytest.raises(CheckpointError, match=r"adam\.pt.*lacks the settings \['dampening', 'momentum'\]"
+                                              r" that torch\.optim\.sgd\.SGD needs"):
+        fit(_Scalar(), _scalar_loss, data, epochs=2, optimizer=sgd, checkpoint=ckpt, progress=False)
+    h = fit(_Scalar(), _scalar_loss, data, epochs=2, checkpoint=ckpt, progress=False)  # Adam resumes
+    assert h.resumed_at == [1] and h.epochs == 2
+
+
+def test_resume_with_other_shapes_names_the_tensors(tmp_path):
+    # the old code passed on torch's "size mismatch ... copying a param with shape torch.Size" text
+    ckpt = tmp_path / "wide.pt"
+    data = [_regression()[:8]]
+    fit(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)), _mse, data, epochs=1,
+        checkpoint=ckpt, progress=False)
+    with pytest.raises(CheckpointError) as info:
+        fit(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)), _mse, data, epochs=2,
+            checkpoint=ckpt, progress=False)
+    msg = str(info.value)
+    assert str(ckpt) in msg and "different model: 3 tensor(s) differ" in msg
+    for line in ["'0.weight': checkpoint (8, 3) vs model (4, 3)", "'0.bias': checkpoint (8,) vs model (4,)",
+                 "'2.weight': checkpoint (1, 8) vs model (1, 4)"]:
+        assert line in msg
+    assert "size mismatch" not in msg and "'2.bias'" not in msg
+
+
+def test_pretrained_with_other_shapes_names_the_tensors(tmp_path):
+    # a checkpoint whose sha256 is valid but whose tensors no longer fit the model's code
+    save_pretrained("wide", {"width": 8}, nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 1)), None, {},
+                    "make wide", 1.0, directory=tmp_path)
+    ckpt = load_pretrained("wide", tmp_path)
+    assert ckpt["metadata"]["path"] == str(tmp_path / "wide.pt")
+    with pytest.raises(PretrainedError) as info:
+        checkpoints.load_weights(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1), nn.ReLU(), nn.Linear(1, 1)),
+                                 ckpt)
+    msg = str(info.value)
+    assert str(tmp_path / "wide.pt") in msg and "5 tensor(s) differ" in msg
+    for line in ["'0.weight': checkpoint (8, 3) vs model (4, 3)", "'1.weight': checkpoint (1, 8) vs model (1, 4)",
+                 "'3.weight': missing from the checkpoint (model (1, 1))", "'3.bias': missing"]:
+        assert line in msg
+    assert "size mismatch" not in msg
+    extra = {**ckpt, "state_dict": {**ckpt["state_dict"], "2.scale": torch.ones(2)}}
+    with pytest.raises(PretrainedError, match=r"'2\.scale': in the checkpoint \(2,\) but not in the model"):
+        checkpoints.load_weights(nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 1)), extra)
+    model = checkpoints.load_weights(nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 1)), ckpt)
+    assert torch.equal(model[0].weight, ckpt["state_dict"]["0.weight"])
+
+
+def test_manifest_records_cpu_model_and_capability(tmp_path):
+    save_pretrained("hw", {}, nn.Linear(1, 1), None, {}, "make hw", 0.0, directory=tmp_path)
+    hw = read_manifest(tmp_path)["hw"]["hardware"]
+    info = runtime.machine_info()
+    assert hw["cpu_capability"] == torch.backends.cpu.get_cpu_capability() == info["cpu_capability"]
+    assert hw["cpu"] == info["cpu"] and isinstance(hw["cpu"], str) and hw["cpu"]
+    assert hw["torch_threads"] == torch.get_num_threads() and hw["device"] == "cpu"
+    # also inside the file, so a checkpoint copied without its manifest still says where it was made
+    assert load_pretrained("hw", tmp_path)["metadata"]["hardware"]["cpu_capability"] == info["cpu_capability"]
