@@ -642,20 +642,41 @@ def split_simulations(simulations, val_fraction=0.11, test_fraction=0.15):
     """Split simulation ids into train / val / test (the last ones go to test, then val).
 
     For the 27 CV simulations this is :data:`CV_SPLIT` (20 / 3 / 4). Splitting by
-    simulation keeps every galaxy of a box on one side.
+    simulation keeps every galaxy of a box on one side. Each fraction lies in (0, 1)
+    and their sum below 1; val and test get at least one simulation each, train
+    keeps at least one, and the three sets never overlap.
 
     Example:
         >>> s = split_simulations(range(27))
         >>> s == {k: list(v) for k, v in CV_SPLIT.items()}
         True
     """
-    ids = sorted(set(int(i) for i in np.atleast_1d(simulations)))
-    if len(ids) < 3:
-        raise ValueError(f"simulations: need at least 3 simulations to split, got {len(ids)}")
-    n_test = max(1, int(round(test_fraction * len(ids))))
-    n_val = max(1, int(round(val_fraction * len(ids))))
-    return {"train": ids[:len(ids) - n_test - n_val], "val": ids[len(ids) - n_test - n_val:len(ids) - n_test],
-            "test": ids[len(ids) - n_test:]}
+    fractions = {}
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        value = as_finite_array(value, name)
+        if value.ndim != 0 or not 0 < value < 1:
+            raise ValueError(f"{name}: expected a fraction in (0, 1), got {value.tolist()!r}")
+        fractions[name] = float(value)
+    if fractions["val_fraction"] + fractions["test_fraction"] >= 1:
+        raise ValueError(f"val_fraction, test_fraction: expected a sum below 1 (the rest trains), "
+                         f"got {fractions['val_fraction']} + {fractions['test_fraction']}")
+    arr = as_finite_array(np.atleast_1d(simulations), "simulations")
+    if arr.ndim != 1 or np.any(arr != np.round(arr)) or np.any(arr < 0):
+        raise ValueError(f"simulations: expected simulation ids (integers >= 0), got {arr.tolist()[:10]}")
+    ids = sorted(set(int(i) for i in arr))
+    n = len(ids)
+    if n < 3:
+        raise ValueError(f"simulations: need at least 3 simulations to split, got {n}")
+    n_test = max(1, int(round(fractions["test_fraction"] * n)))
+    n_val = max(1, int(round(fractions["val_fraction"] * n)))
+    if n_test + n_val >= n:
+        raise ValueError(f"simulations: {n} simulations leave none to train on with "
+                         f"val_fraction={val_fraction}, test_fraction={test_fraction} "
+                         f"({n_val} val + {n_test} test); use smaller fractions or more simulations")
+    split = {"train": ids[:n - n_test - n_val], "val": ids[n - n_test - n_val:n - n_test],
+             "test": ids[n - n_test:]}
+    assert sum(map(len, split.values())) == n  # disjoint by construction, and complete
+    return split
 
 
 def _check_snapshots(snapshots):

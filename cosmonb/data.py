@@ -41,11 +41,12 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from . import sims as _sims
 from ._checks import as_finite_array, check_ndim
 
 __all__ = [
     "PARAM_NAMES", "CMD_FIELDS", "MAPS_PER_SIM", "SNAPSHOT_REDSHIFTS",
-    "CorruptFileError", "CMDMaps", "load_cmd", "read_params",
+    "CorruptFileError", "CMDMaps", "load_cmd", "read_params", "COSMOLOGY_PRIOR",
     "cmd_map_filename", "cmd_params_filename",
     "load_subfind", "write_subfind", "snapshot_path",
     "split_by_simulation", "sim_indices",
@@ -231,23 +232,54 @@ def read_params(path, n_params: int = 6) -> np.ndarray:
         raise ValueError(f"params file {path}: no rows with {n_params} numeric columns found")
     params = np.array(rows, dtype=np.float64)
     as_finite_array(params, f"params file {path}")
-    if n_params >= 2:
-        om, s8 = params[:, 0], params[:, 1]
-        if np.any(om <= 0) or np.any(om > 1) or np.any(s8 <= 0) or np.any(s8 > 2):
-            raise ValueError(
-                f"params file {path}: the first two numeric columns do not look like "
-                f"(Omega_m, sigma_8) (got ranges [{om.min():.3g}, {om.max():.3g}] and "
-                f"[{s8.min():.3g}, {s8.max():.3g}]); expected columns in CAMELS order "
-                f"{PARAM_NAMES}")
+    _check_cosmology_columns(params, path)
     return params
+
+
+#: Omega_m and sigma_8 of every CAMELS set (LH, 1P, CV, EX) lie in the LH prior. The two
+#: ranges do not overlap, so a table with the two columns swapped fails the check.
+COSMOLOGY_PRIOR = {name: (float(lo), float(hi)) for name, lo, hi in
+                   zip(PARAM_NAMES[:2], _sims.PRIOR_LOW[:2], _sims.PRIOR_HIGH[:2])}
+
+
+def _check_cosmology_columns(params, path):
+    """Refuse a table whose Omega_m / sigma_8 columns lie outside the LH prior (e.g. swapped)."""
+    bad = []
+    for j, name in enumerate(PARAM_NAMES[:min(2, params.shape[1])]):
+        low, high = COSMOLOGY_PRIOR[name]
+        col = params[:, j]
+        outside = (col < low - 1e-6) | (col > high + 1e-6)
+        if outside.any():
+            row = int(np.argmax(outside))
+            bad.append(f"column {j} ({name}) has {int(outside.sum())} of {len(col)} values outside "
+                       f"the CAMELS prior [{low}, {high}], e.g. {col[row]:.6g} in row {row}")
+    if not bad:
+        return
+    hint = ""
+    if params.shape[1] >= 2:
+        (om_lo, om_hi), (s8_lo, s8_hi) = COSMOLOGY_PRIOR["Omega_m"], COSMOLOGY_PRIOR["sigma_8"]
+        om, s8 = params[:, 0], params[:, 1]
+        swapped = ((om >= s8_lo - 1e-6) & (om <= s8_hi + 1e-6)
+                   & (s8 >= om_lo - 1e-6) & (s8 <= om_hi + 1e-6))
+        if swapped.mean() > 0.5:
+            hint = " The first two columns look swapped: sigma_8 first, then Omega_m."
+    raise ValueError(f"params file {path}: {'; '.join(bad)}. Expected the columns in CAMELS order "
+                     f"{PARAM_NAMES}.{hint}")
 
 
 def _open_npy(path):
     try:
+        size = os.path.getsize(path)
+        if size == 0:
+            raise CorruptFileError(f"map file {path} is empty (0 bytes), not a .npy array; "
+                                   f"the download may have failed. {_CMD_HINT}")
         return np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as err:
-        raise CorruptFileError(f"cannot read map file {path} as a .npy array ({err}); "
-                               f"the download may be truncated. {_CMD_HINT}") from err
+    except (ValueError, OSError, EOFError) as err:
+        if isinstance(err, CorruptFileError):
+            raise
+        raise CorruptFileError(f"cannot read map file {path} as a .npy array "
+                               f"({type(err).__name__}: {err}); the download may be truncated. "
+                               f"{_CMD_HINT}") from err
 
 
 class CMDMaps:
@@ -506,6 +538,7 @@ def snapshot_path(root, snap: int) -> Path:
 
 
 def _header_count(f, *keys):
+    """The first of ``keys`` found in the Header attributes, as an int; None if none is."""
     header = f.get("Header")
     if header is None:
         return None
@@ -571,8 +604,10 @@ def load_subfind(path, galaxies_only: bool = False) -> dict:
         return arr
 
     with f:
-        n_sub = _header_count(f, "Nsubhalos_Total", "Nsubgroups_Total")
-        n_grp = _header_count(f, "Ngroups_Total")
+        # a catalog split over files counts this file's part in *_ThisFile, the whole in *_Total
+        n_sub = _header_count(f, "Nsubhalos_ThisFile", "Nsubgroups_ThisFile",
+                              "Nsubhalos_Total", "Nsubgroups_Total")
+        n_grp = _header_count(f, "Ngroups_ThisFile", "Ngroups_Total")
         mass = read("Subhalo/SubhaloMass", 0, n_sub)
         mtype = read("Subhalo/SubhaloMassType", 6, n_sub)
         pos = read("Subhalo/SubhaloPos", 3, n_sub)
@@ -585,8 +620,23 @@ def load_subfind(path, galaxies_only: bool = False) -> dict:
     if not (len(mass) == len(mtype) == len(pos)):
         raise ValueError(f"Subfind catalog {path}: SubhaloMass, SubhaloMassType and SubhaloPos "
                          f"have different lengths {len(mass)}, {len(mtype)}, {len(pos)}")
-    for name, arr in (("SubhaloMass", mass), ("SubhaloMassType", mtype), ("SubhaloPos", pos)):
+    if len(gmass) != len(gm200):
+        raise ValueError(f"Subfind catalog {path}: Group/GroupMass and Group/Group_M_Crit200 have "
+                         f"different lengths {len(gmass)}, {len(gm200)}")
+    for what, count, n in (("subhalos", n_sub, len(mass)), ("groups", n_grp, len(gmass))):
+        if count is not None and count != n:
+            raise ValueError(f"Subfind catalog {path}: the Header counts {count} {what}, but the "
+                             f"{'Subhalo' if what == 'subhalos' else 'Group'}/ datasets hold {n}; "
+                             "the file is inconsistent (truncated or mixed from two catalogs)")
+    for name, arr in (("SubhaloMass", mass), ("SubhaloMassType", mtype), ("SubhaloPos", pos),
+                      ("GroupMass", gmass), ("Group_M_Crit200", gm200)):
         as_finite_array(arr, f"Subfind catalog {path}: {name}")
+    for name, arr in (("SubhaloMass", mass), ("SubhaloMassType", mtype),
+                      ("GroupMass", gmass), ("Group_M_Crit200", gm200)):
+        neg = int(np.count_nonzero(arr < 0))
+        if neg:
+            raise ValueError(f"Subfind catalog {path}: {name} has {neg} negative masses "
+                             f"(min {arr.min():.4g} x 1e10 Msun/h); masses must be >= 0")
 
     out = {
         "stellar_mass": mtype[:, 4] * SUBFIND_MASS_UNIT,

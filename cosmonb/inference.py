@@ -13,9 +13,40 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from ._checks import as_finite_array
+from ._checks import as_finite_array, check_ndim
+
+__all__ = ["GridPosterior", "PosteriorGridWarning", "check_grid"]
+
+
+class PosteriorGridWarning(UserWarning):
+    """The grid does not resolve the posterior: its mass sits on the grid edge or in one cell."""
+
+
+def check_grid(grid, name: str) -> np.ndarray:
+    """``grid`` as a 1D float array of at least 3 finite, strictly increasing points.
+
+    Example:
+        >>> check_grid([0.1, 0.2, 0.3], "x")
+        array([0.1, 0.2, 0.3])
+        >>> check_grid([0.1, 0.3, 0.2], "x")
+        Traceback (most recent call last):
+        ...
+        ValueError: x: expected a strictly increasing grid, but x[2] = 0.2 <= x[1] = 0.3
+    """
+    arr = as_finite_array(grid, name)
+    check_ndim(arr, name, 1, "a 1D grid of parameter values")
+    if arr.size < 3:
+        raise ValueError(f"{name}: expected a grid of at least 3 points, got {arr.size}")
+    step = np.diff(arr)
+    if np.any(step <= 0):
+        i = int(np.argmax(step <= 0)) + 1
+        raise ValueError(f"{name}: expected a strictly increasing grid, but "
+                         f"{name}[{i}] = {arr[i]:.6g} <= {name}[{i - 1}] = {arr[i - 1]:.6g}")
+    return arr
 
 
 class GridPosterior:
@@ -23,16 +54,24 @@ class GridPosterior:
 
     Attributes: ``prob`` (normalised cell masses), ``mean`` (2,), ``cov`` (2, 2),
     ``std`` (2,), ``corr``, ``map_estimate`` (2,).
+
+    ``x`` and ``y`` must each hold at least 3 strictly increasing points. Moments on a
+    grid are only as good as the grid: :meth:`warn_if_unresolved` warns when the mass
+    sits on the grid edge or at one grid value.
     """
 
     def __init__(self, x, y, log_post, names=("x", "y")):
-        self.x = as_finite_array(x, "x")
-        self.y = as_finite_array(y, "y")
+        x = as_finite_array(x, "x")
+        y = as_finite_array(y, "y")
+        check_ndim(x, "x", 1, "a 1D grid of parameter values")
+        check_ndim(y, "y", 1, "a 1D grid of parameter values")
         lp = np.asarray(log_post, dtype=float)
-        if lp.shape != (self.x.size, self.y.size):
-            raise ValueError(f"log_post: expected shape {(self.x.size, self.y.size)}, got {lp.shape}")
+        if lp.shape != (x.size, y.size):
+            raise ValueError(f"log_post: expected shape {(x.size, y.size)}, got {lp.shape}")
         if np.isnan(lp).any() or not np.isfinite(lp.max()):
             raise ValueError("log_post: expected finite values (and no NaN)")
+        self.x = check_grid(x, "x")
+        self.y = check_grid(y, "y")
         self.names = tuple(names)
         self.log_post = lp
         p = np.exp(lp - lp.max())
@@ -43,7 +82,8 @@ class GridPosterior:
         self.cov = np.array([[(self.prob * dx * dx).sum(), (self.prob * dx * dy).sum()],
                              [(self.prob * dx * dy).sum(), (self.prob * dy * dy).sum()]])
         self.std = np.sqrt(np.diag(self.cov))
-        self.corr = float(self.cov[0, 1] / (self.std[0] * self.std[1]))
+        spread = self.std[0] * self.std[1]
+        self.corr = float(self.cov[0, 1] / spread) if spread > 0 else float("nan")  # one-cell width
         i, j = np.unravel_index(np.argmax(self.prob), self.prob.shape)
         self.map_estimate = np.array([self.x[i], self.y[j]])
 
@@ -61,9 +101,60 @@ class GridPosterior:
         The truth lies in the c-credible region exactly when this is <= c, so for a
         calibrated posterior it is uniform on [0, 1] over repeated experiments.
         """
+        point = as_finite_array(point, "point")
+        if point.shape != (2,):
+            raise ValueError(f"point: expected one ({self.names[0]}, {self.names[1]}) pair, "
+                             f"shape (2,), got shape {point.shape}")
         i = np.argmin(np.abs(self.x - point[0]))
         j = np.argmin(np.abs(self.y - point[1]))
         return float(self.prob[self.prob > self.prob[i, j]].sum())
+
+    @property
+    def edge_mass(self) -> float:
+        """Posterior mass in the outermost rows and columns of the grid."""
+        return float(max(0.0, 1.0 - self.prob[1:-1, 1:-1].sum()))
+
+    def warn_if_unresolved(self, what="posterior", threshold=0.99, stacklevel=2) -> bool:
+        """Warn (:class:`PosteriorGridWarning`) if the grid does not resolve the posterior.
+
+        That is, if more than ``threshold`` of a parameter's marginal mass sits at one
+        grid value (the posterior is narrower than a cell: its std is meaningless; at
+        the first or last value the data want values beyond the grid, and the mean is
+        the grid's edge), or more than ``threshold`` of the mass on the grid's edge.
+        Returns True if it warned.
+
+        Example:
+            >>> import warnings
+            >>> x = np.linspace(0, 1, 11)
+            >>> pinned = GridPosterior(x, x, -1e4 * x[:, None] - 0.5 * (x[None, :] - 0.5) ** 2 / 0.1**2)
+            >>> with warnings.catch_warnings(record=True) as caught:
+            ...     warnings.simplefilter("always")
+            ...     pinned.warn_if_unresolved()
+            True
+            >>> "100.0% of the mass of x sits on the edge of the grid" in str(caught[0].message)
+            True
+        """
+        problems = []
+        for axis, (name, grid) in enumerate(zip(self.names, (self.x, self.y))):
+            marginal = self.prob.sum(axis=1 - axis)
+            i = int(np.argmax(marginal))
+            if marginal[i] > threshold:
+                where = ("on the edge of the grid" if i in (0, grid.size - 1)
+                         else "at one grid value")
+                problems.append(f"{marginal[i]:.1%} of the mass of {name} sits {where}, "
+                                f"{name} = {grid[i]:.4g} (grid {grid[0]:.4g} to {grid[-1]:.4g} "
+                                f"in {grid.size} points)")
+        if not problems and self.edge_mass > threshold:
+            problems.append(f"{self.edge_mass:.1%} of the mass sits on the edge of the grid")
+        if problems:
+            warnings.warn(
+                f"{what}: the grid does not resolve the posterior: " + "; ".join(problems)
+                + f". Its mean {[float(f'{m:.4g}') for m in self.mean]} and std "
+                f"{[float(f'{s:.3g}') for s in self.std]} describe the grid, not the posterior. "
+                "Mass pinned to the edge means the data want values outside the grid: check that "
+                "the input is what the likelihood expects; otherwise refine the grid.",
+                PosteriorGridWarning, stacklevel=stacklevel + 1)
+        return bool(problems)
 
     def contains(self, point, mass):
         """True if ``point`` lies in the HPD region of probability ``mass``."""

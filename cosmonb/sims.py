@@ -57,6 +57,7 @@ import numpy as np
 
 from . import cosmology
 from ._checks import as_finite_array, check_in_range, check_ndim
+from .runtime import _check_seed  # the package's one seed check (as in sbi_tools)
 
 BOX_SIZE = 25.0
 SLAB_THICKNESS = 5.0
@@ -73,6 +74,19 @@ FIELDS = ("Mcdm", "Mgas", "HI", "B")
 #: non-linear boost P_nl = P_lin [1 + (k / k_nl)^NL_SLOPE]
 NL_SCALE, NL_SLOPE, NL_SIGMA8_POWER, NL_OMEGAM_POWER = 1.0, 1.5, -2.0, 0.5
 _KZ_TERMS = 48  # |m| <= 48 slab modes; sinc^2 and P(k) make later terms negligible
+
+#: smallest map :func:`simulate` makes: 8 x 8 pixels of 3.1 Mpc/h (smaller maps have
+#: fewer than 10 power-spectrum bins and pixels wider than the 0.2 Mpc/h gas smoothing)
+MIN_N_PIX = 8
+#: :func:`simulate` refuses calls whose output plus working arrays would exceed this
+#: (bytes), with a ValueError naming n_pix instead of a MemoryError midway; raise it
+#: deliberately if the machine has the memory
+MAX_SIMULATE_BYTES = 16 * 2**30
+# float64 (n, n) working arrays per map of a chunk in simulate (g, ln Mcdm, noise, FFTs,
+# 3 baryon noise channels and their smoothed copies, gas, HI, B): measured peaks with
+# tracemalloc are 12.6 (Mcdm alone) and 16 (all four fields) per map, at 64^2
+_WORK_ARRAYS_PER_MAP = 18
+_CHUNK_MAPS = 500
 
 
 # ---------------------------------------------------------------- spectra
@@ -202,6 +216,8 @@ def gaussian_field(power, n_pix=N_PIX, box_size=BOX_SIZE, n_maps=1, seed=0):
         (2, 32, 32)
     """
     n_pix, n_maps = _check_size(n_pix, "n_pix"), _check_size(n_maps, "n_maps")
+    seed = _check_seed(seed)
+    box_size = check_box_size(box_size)
     k_unique, inverse, _ = _grid(n_pix, box_size)
     p = np.zeros_like(k_unique)
     p[1:] = as_finite_array(power(k_unique[1:]), "power(k)")
@@ -325,6 +341,11 @@ def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, p
     call gives the same maps bit for bit, and all channels of map i come from one
     underlying field. Mass maps are in (Msun/h)/(Mpc/h)^2, B in Gauss.
 
+    ``n_pix`` must be even and at least ``MIN_N_PIX`` (8), as CMD maps block-averaged
+    from 256^2 are; ``seed`` an integer in [0, 2**32); ``box_size`` (Mpc/h) finite and
+    > 0. Calls that would need more than ``MAX_SIMULATE_BYTES`` (16 GiB) of memory are
+    refused up front: simulate in batches instead.
+
     Example:
         >>> maps = simulate(np.tile(FIDUCIAL, (3, 1)), "Mcdm", n_pix=16)
         >>> maps.shape, maps.dtype
@@ -332,9 +353,12 @@ def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, p
     """
     params = check_params(params)
     fields = check_fields(fields)
-    n_pix = _check_size(n_pix, "n_pix")
+    n_pix = check_n_pix(n_pix)
+    seed = _check_seed(seed)
+    box_size = check_box_size(box_size)
+    _check_memory(len(params), len(fields), n_pix)
     out = np.empty((len(params), len(fields), n_pix, n_pix), dtype=np.float32)
-    chunk = 500
+    chunk = _CHUNK_MAPS
     starts = range(0, len(params), chunk)
     if progress:
         from tqdm.auto import tqdm
@@ -356,7 +380,7 @@ def sample_prior(n, seed=0, latin_hypercube=False):
     stratifies each parameter into n equal-probability bins, as CAMELS's LH set does.
     """
     n = _check_size(n, "n")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     if latin_hypercube:
         u = (np.argsort(rng.random((6, n)), axis=1).T + rng.random((n, 6))) / n
     else:
@@ -464,7 +488,10 @@ def exact_posterior(map_, n_grid=100, omega_m_range=cosmology.OMEGA_M_RANGE,
     """Exact posterior of (Omega_m, sigma_8) for one Mcdm map on a grid, flat prior.
 
     Returns a :class:`cosmonb.inference.GridPosterior` (means, standard deviations,
-    correlation, 68% / 95% regions).
+    correlation, 68% / 95% regions). ``n_grid`` >= 3; each range a pair (low, high)
+    with low < high. Warns (``PosteriorGridWarning``) when the grid does not resolve
+    the posterior: most of its mass on the grid edge or in one cell, as for an HI map
+    or a map in the wrong units, whose mean and std would otherwise look like answers.
 
     Example:
         >>> m = simulate([FIDUCIAL], "Mcdm", n_pix=16, seed=3)[0, 0]
@@ -475,12 +502,17 @@ def exact_posterior(map_, n_grid=100, omega_m_range=cosmology.OMEGA_M_RANGE,
     from .inference import GridPosterior
 
     n_grid = _check_size(n_grid, "n_grid")
+    if n_grid < 3:
+        raise ValueError(f"n_grid: expected at least 3 grid points per parameter, got {n_grid}")
     if np.ndim(map_) != 2:
         raise ValueError(f"map_: expected one Mcdm map (n, n), got shape {np.shape(map_)}")
-    om = np.linspace(*omega_m_range, n_grid)
-    s8 = np.linspace(*sigma_8_range, n_grid)
+    om = np.linspace(*_check_range(omega_m_range, "omega_m_range"), n_grid)
+    s8 = np.linspace(*_check_range(sigma_8_range, "sigma_8_range"), n_grid)
     ll = log_likelihood(np.asarray(map_)[None], om[:, None], s8[None, :], box_size)[0]
-    return GridPosterior(om, s8, ll, names=("Omega_m", "sigma_8"))
+    post = GridPosterior(om, s8, ll, names=("Omega_m", "sigma_8"))
+    post.warn_if_unresolved("exact_posterior (is map_ an Mcdm map in (Msun/h)/(Mpc/h)^2, "
+                            "as simulate makes it?)")
+    return post
 
 
 def fisher_matrix(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE, step=1e-4):
@@ -572,6 +604,50 @@ def _check_maps(maps, positive=True):
     if positive and np.any(arr <= 0):
         raise ValueError("maps: expected positive dark-matter densities (the likelihood is of ln map)")
     return arr, single
+
+
+def _check_range(rng, name):
+    arr = as_finite_array(rng, name)
+    if arr.shape != (2,) or not arr[0] < arr[1]:
+        raise ValueError(f"{name}: expected a pair (low, high) with low < high, got {rng!r}")
+    return float(arr[0]), float(arr[1])
+
+
+def check_n_pix(n_pix, name="n_pix"):
+    """n_pix as an int: even and at least MIN_N_PIX (the map sizes :func:`simulate` makes).
+
+    Example:
+        >>> check_n_pix(64)
+        64
+    """
+    if isinstance(n_pix, bool) or not isinstance(n_pix, (int, np.integer)):
+        raise ValueError(f"{name}: expected an even integer >= {MIN_N_PIX}, got {n_pix!r}")
+    if n_pix < MIN_N_PIX or n_pix % 2:
+        raise ValueError(f"{name}: expected an even number of pixels >= {MIN_N_PIX} (CMD maps are "
+                         f"256 and its block averages 128, 64, ...), got {n_pix}")
+    return int(n_pix)
+
+
+def check_box_size(box_size, name="box_size"):
+    """box_size as a float: one finite side length > 0 in Mpc/h."""
+    arr = as_finite_array(box_size, name)
+    if arr.ndim != 0 or not arr > 0:
+        raise ValueError(f"{name}: expected one finite side length > 0 in Mpc/h, got {box_size!r}")
+    return float(arr)
+
+
+def _check_memory(n_maps, n_channels, n_pix):
+    """Refuse a simulate call whose arrays would not fit in MAX_SIMULATE_BYTES."""
+    out_bytes = 4 * n_maps * n_channels * n_pix**2
+    work_bytes = 8 * _WORK_ARRAYS_PER_MAP * min(n_maps, _CHUNK_MAPS) * n_pix**2
+    need = out_bytes + work_bytes
+    if need > MAX_SIMULATE_BYTES:
+        gib = 2**30
+        raise ValueError(
+            f"n_pix: {n_maps} map(s) x {n_channels} channel(s) of {n_pix} x {n_pix} pixels need "
+            f"about {need / gib:.3g} GiB (the float32 output alone {out_bytes / gib:.3g} GiB), above "
+            f"the {MAX_SIMULATE_BYTES / gib:.3g} GiB limit (cosmonb.sims.MAX_SIMULATE_BYTES); "
+            "use a smaller n_pix, or simulate fewer maps per call")
 
 
 def _check_size(n, name):

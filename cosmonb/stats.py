@@ -44,6 +44,10 @@ __all__ = [
 # (2**22 float64 pixels = 32 MiB in, about as much out).
 _CHUNK_PIXELS = 2**22
 
+# normalize=True refuses a map whose |mean| is at most this fraction of mean(|map|): never
+# the case for a positive map (the ratio is 1), always for a mean-subtracted field
+_MIN_RELATIVE_MEAN = 1e-3
+
 
 # ----------------------------------------------------------------------------
 # input checks
@@ -134,6 +138,18 @@ def _fourier(chunk: np.ndarray, normalize: bool, name: str, first: int) -> np.nd
             raise ValueError(
                 f"{name}: map {first + int(bad[0])} has mean 0, so delta = map / mean - 1 is "
                 "undefined; pass normalize=False for fields that are already overdensities")
+        # relative check: a mean that is rounding noise next to the pixel values (a field with
+        # its mean subtracted) would scale P(k) by (scale / mean)^2, e.g. 1e33, silently
+        scale = np.abs(x).mean(axis=(-2, -1))
+        tiny = np.flatnonzero(np.abs(mean) <= _MIN_RELATIVE_MEAN * scale)
+        if tiny.size:
+            i = int(tiny[0])
+            raise ValueError(
+                f"{name}: map {first + i} has mean {mean[i]:.3g}, tiny next to its typical pixel "
+                f"size mean(|map|) = {scale[i]:.3g} (ratio below {_MIN_RELATIVE_MEAN:g}), so "
+                "delta = map / mean - 1 would blow P(k) up by (mean(|map|) / mean)^2; it looks like "
+                "a field with its mean subtracted: pass normalize=False for fields that are "
+                "already overdensities")
         fk /= mean[:, None, None]
     return fk
 
@@ -181,6 +197,8 @@ def power_spectrum(maps, box_size=25.0, *, normalize=True):
         box_size: side ``L`` of the map in Mpc/h (CAMELS: 25).
         normalize: form ``map / mean - 1`` per map (default); ``False`` uses the
             maps as given, e.g. a field that is already an overdensity or a log-field.
+            A map whose mean is 0, or below 1e-3 of its mean ``|map|`` (a field with
+            its mean subtracted), is refused with a ValueError rather than divided by it.
 
     Returns:
         ``(k, pk)``: ``k`` of shape ``(n_bins,)`` in h/Mpc, ``pk`` of shape

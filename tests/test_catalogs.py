@@ -252,3 +252,43 @@ def test_inject_outliers():
         C.inject_outliers([], [], 1)
     with pytest.raises(ValueError, match="log_mstar"):
         C.inject_outliers(x, y[:10], 3)
+
+
+# --------------------------------------------------------------------------- splits
+def test_split_simulations_never_overlaps_and_keeps_every_simulation():
+    """Issue 8: split_simulations(range(10), 0.9, 0.9) put simulation 1 in train and test."""
+    assert C.split_simulations(range(27)) == {k: list(v) for k, v in C.CV_SPLIT.items()}
+    rng = np.random.default_rng(0)
+    for n in range(3, 60):
+        ids = rng.choice(1000, size=n, replace=False)
+        for val, test in [(0.11, 0.15), (0.01, 0.01), (0.3, 0.3), (0.49, 0.49), (0.05, 0.9),
+                          tuple(rng.uniform(0.01, 0.6, 2))]:
+            try:
+                split = C.split_simulations(ids, val, test)
+            except ValueError as err:  # allowed only when the fractions leave nothing to train on
+                assert "leave none to train on" in str(err) or "sum below 1" in str(err)
+                assert val + test >= 1 or (val + test) * n > n - 2
+                continue
+            parts = [set(split[k]) for k in ("train", "val", "test")]
+            assert all(parts), (n, val, test, split)
+            assert sum(map(len, parts)) == n and set.union(*parts) == set(ids.tolist())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"val_fraction": 0.9, "test_fraction": 0.9}, r"val_fraction, test_fraction: expected a sum below 1"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, r"expected a sum below 1"),
+    ({"val_fraction": 0.0}, r"val_fraction: expected a fraction in \(0, 1\)"),
+    ({"test_fraction": 1.0}, r"test_fraction: expected a fraction in \(0, 1\)"),
+    ({"test_fraction": -0.1}, r"test_fraction: expected a fraction in \(0, 1\)"),
+    ({"val_fraction": np.nan}, r"val_fraction: expected finite values"),
+])
+def test_split_simulations_checks_its_fractions(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        C.split_simulations(range(10), **kwargs)
+
+
+def test_split_simulations_checks_its_ids():
+    with pytest.raises(ValueError, match=r"simulations: expected simulation ids"):
+        C.split_simulations([0, 1.5, 2, 3])
+    with pytest.raises(ValueError, match=r"simulations: 4 simulations leave none to train on"):
+        C.split_simulations(range(4), 0.4, 0.4)

@@ -499,3 +499,81 @@ def test_corrupt_cache(tmp_path):
     fname.write_bytes(b"garbage")
     with pytest.raises(CorruptFileError, match="corrupt"):
         load_cache(fname)
+
+
+# ---------------------------------------------------------------- issue 8: silent wrong results
+
+def test_read_params_rejects_swapped_omega_m_and_sigma_8(tmp_path):
+    """Issue 8: a table with sigma_8 before Omega_m was read as if it were in CAMELS order."""
+    fname = tmp_path / "params_LH_IllustrisTNG.txt"
+    _write_params(fname, TABLE[:, [1, 0, 2, 3, 4, 5]])
+    with pytest.raises(ValueError, match=r"column 0 \(Omega_m\).*outside the CAMELS prior"
+                                         r".*first two columns look swapped"):
+        read_params(fname)
+    np.save(tmp_path / "Maps_HI_IllustrisTNG_LH_z=0.00.npy", _maps(0))
+    with pytest.raises(ValueError, match="swapped"):
+        load_cmd(tmp_path, "HI")
+
+
+def test_read_params_rejects_one_row_outside_the_prior(tmp_path):
+    fname = tmp_path / "params_LH_IllustrisTNG.txt"
+    table = TABLE.copy()
+    table[2, 1] = 1.3
+    _write_params(fname, table)
+    with pytest.raises(ValueError, match=r"column 1 \(sigma_8\) has 1 of 3 values outside .* row 2") as err:
+        read_params(fname)
+    assert "swapped" not in str(err.value)
+    # the prior's own edges are fine
+    table[2, :2] = [0.5, 0.6]
+    _write_params(fname, table)
+    np.testing.assert_allclose(read_params(fname), table, atol=1e-6)
+
+
+def test_load_cmd_empty_npy_names_the_file(cmd_root):
+    """Issue 8: a 0-byte .npy raised a raw EOFError."""
+    root, _ = cmd_root
+    (root / "Maps_HI_IllustrisTNG_LH_z=0.00.npy").write_bytes(b"")
+    with pytest.raises(CorruptFileError, match=r"Maps_HI_IllustrisTNG_LH_z=0.00.npy is empty \(0 bytes\)"):
+        load_cmd(root, "HI")
+    (root / "Maps_HI_IllustrisTNG_LH_z=0.00.npy").write_bytes(b"\x93NUMPY")  # cut in the header
+    with pytest.raises(CorruptFileError, match=r"Maps_HI_IllustrisTNG_LH_z=0.00.npy"):
+        load_cmd(root, "HI")
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("Nsubgroups_Total", 7, r"Header counts 7 subhalos, but the Subhalo/ datasets hold 5"),
+    ("Ngroups_Total", 3, r"Header counts 3 groups, but the Group/ datasets hold 2"),
+])
+def test_load_subfind_rejects_a_header_count_that_differs_from_the_data(tmp_path, key, value, match):
+    """Issue 8: a header count different from the data length was accepted."""
+    fname = tmp_path / "groups_033.hdf5"
+    _write_camels_subfind(fname)
+    with h5py.File(fname, "r+") as f:
+        f["Header"].attrs[key] = value
+    with pytest.raises(ValueError, match=match):
+        load_subfind(fname)
+
+
+@pytest.mark.parametrize("name", ["Subhalo/SubhaloMass", "Subhalo/SubhaloMassType",
+                                  "Group/GroupMass", "Group/Group_M_Crit200"])
+def test_load_subfind_rejects_negative_masses(tmp_path, name):
+    """Issue 8: negative masses were accepted (and later became NaN logs or wrong histograms)."""
+    fname = tmp_path / "groups_033.hdf5"
+    _write_camels_subfind(fname)
+    with h5py.File(fname, "r+") as f:
+        values = f[name][...]
+        values.flat[1] = -2.0
+        f[name][...] = values
+    with pytest.raises(ValueError, match=rf"{name.split('/')[1]} has 1 negative masses"):
+        load_subfind(fname)
+
+
+def test_split_by_simulation_never_overlaps():
+    for n_sims in range(1, 40):
+        for seed in range(3):
+            for fractions in [(0.8, 0.1, 0.1), (0.5, 0.5), (0.34, 0.33, 0.33), (0.9, 0.05, 0.05)]:
+                sets = split_by_simulation(n_sims * 3, fractions, seed=seed, maps_per_sim=3)
+                together = np.concatenate(sets)
+                assert len(np.unique(together)) == len(together) == n_sims * 3
+                sims_of = [set((s // 3).tolist()) for s in sets]
+                assert all(not (a & b) for i, a in enumerate(sims_of) for b in sims_of[i + 1:])

@@ -83,3 +83,47 @@ def test_headless_follows_cosmonb_headless_not_quick_mode(monkeypatch):
     assert widgets.headless()
     monkeypatch.setenv("COSMONB_HEADLESS", "0")
     assert not widgets.headless()
+
+
+@pytest.mark.parametrize("x, y, match", [
+    ([0.0, 1.0], [0.0, 1.0, 2.0], r"x: expected a grid of at least 3 points, got 2"),
+    ([0.0, 1.0, 2.0], [0.0], r"y: expected a grid of at least 3 points, got 1"),
+    ([0.0, 2.0, 1.0], [0.0, 1.0, 2.0], r"x: expected a strictly increasing grid"),
+    ([0.0, 1.0, 2.0], [2.0, 1.0, 0.0], r"y: expected a strictly increasing grid"),
+    ([0.0, 1.0, 1.0], [0.0, 1.0, 2.0], r"x: expected a strictly increasing grid"),
+    ([[0.0, 1.0, 2.0]], [0.0, 1.0, 2.0], r"x: expected a 1D grid"),
+])
+def test_grid_posterior_rejects_short_or_unsorted_grids(x, y, match):
+    """Issue 8: 2-point and decreasing grids gave posteriors with wrong moments, silently."""
+    shape = (np.size(x), np.size(y))
+    with pytest.raises(ValueError, match=match):
+        GridPosterior(x, y, np.zeros(shape))
+
+
+@pytest.mark.parametrize("point", [[np.nan, 0.0], [0.0, np.inf], [0.0, 0.0, 0.0], 0.5])
+def test_credible_mass_rejects_nan_inf_and_wrong_shapes(point):
+    """Issue 8: credible_mass(nan) returned 0.0, i.e. 'at the very centre of the posterior'."""
+    post = gaussian_posterior(n=61)
+    with pytest.raises(ValueError, match=r"point: expected"):
+        post.credible_mass(point)
+    with pytest.raises(ValueError, match=r"point: expected"):
+        post.contains(point, 0.68)
+
+
+def test_warn_if_unresolved_flags_edges_and_single_cells_only():
+    from cosmonb.inference import PosteriorGridWarning
+
+    x = np.linspace(0.0, 1.0, 41)
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    resolved = GridPosterior(x, x, -0.5 * ((X - 0.5) ** 2 + (Y - 0.5) ** 2) / 0.1**2)
+    near_edge = GridPosterior(x, x, -0.5 * ((X - 0.02) ** 2 + (Y - 0.5) ** 2) / 0.05**2)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not resolved.warn_if_unresolved() and not near_edge.warn_if_unresolved()
+    pinned = GridPosterior(x, x, -1e4 * X - 0.5 * (Y - 0.5) ** 2 / 0.1**2, names=("a", "b"))
+    with pytest.warns(PosteriorGridWarning, match=r"mass of a sits on the edge of the grid, a = 0"):
+        assert pinned.warn_if_unresolved("test")
+    needle = GridPosterior(x, x, -0.5 * ((X - 0.5) ** 2 + (Y - 0.5) ** 2) / 1e-3**2)
+    with pytest.warns(PosteriorGridWarning, match=r"sits at one grid value, x = 0.5"):
+        assert needle.warn_if_unresolved()

@@ -150,3 +150,93 @@ def test_likelihood_prefers_the_truth_and_broadcasts():
 def test_bad_input_is_a_clear_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("n_pix", [1, 2, 3, 6, 63, 65, 64.0, True])
+def test_simulate_rejects_map_sizes_it_cannot_make(n_pix):
+    """Issue 8: simulate(n_pix=1, 2, 3, 63) returned tiny or odd maps without a word."""
+    with pytest.raises(ValueError, match=r"n_pix: expected an even"):
+        sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=n_pix)
+
+
+def test_simulate_accepts_the_smallest_valid_size():
+    maps = sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=sims.MIN_N_PIX, seed=0)
+    assert maps.shape == (1, 1, sims.MIN_N_PIX, sims.MIN_N_PIX) and np.all(maps > 0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"seed": -1}, r"seed: expected an integer in \[0, 2\*\*32\)"),
+    ({"seed": 2**32}, r"seed: expected an integer in \[0, 2\*\*32\)"),
+    ({"seed": 1.5}, r"seed: expected an integer, got float"),
+    ({"seed": "0"}, r"seed: expected an integer"),
+    ({"box_size": 0}, r"box_size: expected one finite side length > 0"),
+    ({"box_size": -25.0}, r"box_size: expected one finite side length > 0"),
+    ({"box_size": np.inf}, r"box_size: expected finite values"),
+    ({"box_size": np.nan}, r"box_size: expected finite values"),
+    ({"box_size": (25.0, 25.0)}, r"box_size: expected one finite side length"),
+])
+def test_simulate_bad_seed_and_box_size_name_the_argument(kwargs, match):
+    """Issue 8: a negative or float seed gave numpy's message; box_size=0 a ZeroDivisionError."""
+    with pytest.raises(ValueError, match=match):
+        sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=16, **kwargs)
+    if "seed" in kwargs:
+        with pytest.raises(ValueError, match=match):
+            sims.gaussian_field(lambda k: k**-2.0, n_pix=16, **kwargs)
+        with pytest.raises(ValueError, match=match):
+            sims.sample_prior(3, **kwargs)
+
+
+def test_simulate_refuses_a_call_that_cannot_fit_in_memory_up_front():
+    """Issue 8: n_pix=100000 raised MemoryError (after trying to allocate 40 GB)."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"n_pix: 1 map\(s\) x 1 channel\(s\) of 100000 x 100000 .* GiB"):
+        sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=100_000)
+    # many maps of a valid size: the same check, before any work
+    with pytest.raises(ValueError, match=r"simulate fewer maps per call"):
+        sims.simulate(np.tile(sims.FIDUCIAL, (400_000, 1)), sims.FIELDS, n_pix=64)
+    assert time.perf_counter() - start < 1.0
+    # the largest call the package makes (bench: an LH-sized multifield set at 64^2) still
+    # passes, and so does a CMD-sized LH set of one field at CMD's 256^2
+    sims._check_memory(15_000, len(sims.FIELDS), 64)
+    sims._check_memory(15_000, 1, 256)
+
+
+@pytest.fixture(scope="module")
+def fiducial_maps():
+    return sims.simulate([sims.FIDUCIAL], ["Mcdm", "HI"], n_pix=32, seed=3)[0].astype(float)
+
+
+@pytest.mark.parametrize("which", ["HI", "Mcdm * 1e-10"])
+def test_exact_posterior_warns_when_the_mass_is_pinned_to_the_grid(fiducial_maps, which):
+    """Issue 8: an HI map, or a map in the wrong units, gave a mean at the grid corner, std 1e-13."""
+    from cosmonb.inference import PosteriorGridWarning
+
+    map_ = fiducial_maps[1] if which == "HI" else fiducial_maps[0] * 1e-10
+    with pytest.warns(PosteriorGridWarning, match=r"exact_posterior .*Omega_m sits on the edge of the grid"):
+        post = sims.exact_posterior(map_, n_grid=40)
+    assert post.std[0] < 1e-6  # what the warning is about: a width far below one cell (0.01)
+
+
+def test_exact_posterior_of_a_dark_matter_map_does_not_warn(fiducial_maps):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        post = sims.exact_posterior(fiducial_maps[0], n_grid=40)
+    assert np.all(post.std > np.diff(post.x[:2]))  # resolved: wider than a cell
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_grid": 2}, r"n_grid: expected at least 3"),
+    ({"n_grid": 1}, r"n_grid: expected at least 3"),
+    ({"n_grid": 0}, r"n_grid: expected a positive integer"),
+    ({"omega_m_range": (0.5, 0.1)}, r"omega_m_range: expected a pair \(low, high\) with low < high"),
+    ({"sigma_8_range": (0.8, 0.8)}, r"sigma_8_range: expected a pair"),
+    ({"sigma_8_range": (0.6, 0.8, 1.0)}, r"sigma_8_range: expected a pair"),
+])
+def test_exact_posterior_rejects_degenerate_grids(fiducial_maps, kwargs, match):
+    """Issue 8: n_grid < 3 and decreasing grids were accepted."""
+    with pytest.raises(ValueError, match=match):
+        sims.exact_posterior(fiducial_maps[0], **kwargs)

@@ -348,3 +348,28 @@ def test_chi2_bad_input():
         reduced_chi2_leave_one_out(np.vstack([pk[:1], np.ones((4, 8))]))
     with pytest.raises(ValueError, match=r"n_true: expected an integer"):
         expected_reduced_chi2(1.5)
+
+
+def test_nearly_zero_mean_is_refused_relative_to_the_pixel_scale():
+    """Issue 8: a mean-subtracted field (mean ~1e-17, not exactly 0) gave P(k) ~ 1e33."""
+    maps = lognormal_maps(3, 32, seed=7)
+    zero_mean = maps - maps.mean(axis=(-2, -1), keepdims=True)
+    means = zero_mean.mean(axis=(-2, -1))
+    assert np.all(np.abs(means) < 1e-12) and np.any(means != 0)  # rounding noise, not exactly 0
+    with pytest.raises(ValueError, match=r"maps: map \d has mean .*normalize=False"):
+        power_spectrum(zero_mean, BOX)
+    with pytest.raises(ValueError, match=r"b: map \d has mean"):
+        cross_power_spectrum(maps, zero_mean, BOX)
+    # the same field moved 1e6 times its rounding noise off zero is still refused: relative check
+    scale = np.abs(zero_mean[0]).mean()
+    with pytest.raises(ValueError, match=r"maps: map 0 has mean"):
+        power_spectrum(zero_mean[0] + 1e-4 * scale, BOX)
+    # positive maps pass however heavy-tailed they are: one bright pixel carries 99.9% of the mass
+    spike = np.full((32, 32), 1e-3)
+    spike[3, 5] = 1e3
+    k, pk = power_spectrum(spike, BOX)
+    assert np.all(np.isfinite(pk)) and np.all(pk > 0)
+    # and the overdensity itself goes in with normalize=False
+    np.testing.assert_allclose(
+        power_spectrum(zero_mean / maps.mean(axis=(-2, -1), keepdims=True), BOX, normalize=False)[1],
+        power_spectrum(maps, BOX)[1], rtol=1e-10)
