@@ -3,7 +3,10 @@
 Example:
     >>> import numpy as np, matplotlib
     >>> matplotlib.use("Agg")
-    >>> fig = plot_maps(np.ones((2, 1, 8, 8)) + np.arange(64).reshape(8, 8), titles=["a", "b"])
+    >>> fig = plot_maps(np.ones((2, 1, 8, 8)) + np.arange(64).reshape(8, 8), titles=["a", "b"],
+    ...                 unit=FIELD_UNITS["Mcdm"], box_size=25.0)
+    >>> len(fig.axes)  # two maps, two colorbars
+    4
 """
 from __future__ import annotations
 
@@ -12,10 +15,48 @@ import numpy as np
 FIELD_CMAPS = {"Mcdm": "magma", "Mgas": "viridis", "HI": "cividis", "B": "plasma",
                "Mtot": "magma", "Mstar": "inferno", "T": "hot"}
 
+#: Units of the CMD fields (GUIDE section 6): projected masses per area, B in gauss, T in kelvin.
+SURFACE_DENSITY_UNIT = r"$(M_\odot/h)/(h^{-1}{\rm Mpc})^2$"
+FIELD_UNITS = {"Mcdm": SURFACE_DENSITY_UNIT, "Mgas": SURFACE_DENSITY_UNIT, "HI": SURFACE_DENSITY_UNIT,
+               "Mstar": SURFACE_DENSITY_UNIT, "Mtot": SURFACE_DENSITY_UNIT, "B": "G", "T": "K"}
+#: Axis labels shared by every figure.
+K_LABEL = r"$k$ [$h\,{\rm Mpc}^{-1}$]"
+PK_LABEL = r"$P(k)$ [$(h^{-1}{\rm Mpc})^2$]"
+POSITION_UNIT = r"$h^{-1}{\rm Mpc}$"
+
+
+def map_label(unit=None, log=True, name=None):
+    """Colorbar label of a map: ``log10 name [unit]``; e.g. ``map_label(FIELD_UNITS["B"], name="B")``."""
+    what = " ".join(x for x in ("log10" if log else "", name or "") if x) or "value"
+    return f"{what} [{unit}]" if unit else what
+
+
+def show_map(ax, image, box_size=None, unit=None, log=True, name=None, colorbar=True, **imshow):
+    """One map on ``ax`` (``image`` already in log10 when ``log``): position axes in Mpc/h when
+    ``box_size`` is given (ticks off otherwise) and a colorbar labelled with ``unit``; returns the image."""
+    extent = None if box_size is None else (0, box_size, 0, box_size)
+    im = ax.imshow(image, origin="lower", extent=extent, **imshow)
+    if box_size is None:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        ax.set_xlabel(f"x [{POSITION_UNIT}]", fontsize=8)
+        ax.set_ylabel(f"y [{POSITION_UNIT}]", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if colorbar:
+        cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        cb.set_label(map_label(unit, log, name), fontsize=8)
+        cb.ax.tick_params(labelsize=7)
+    return im
+
 
 def plot_maps(maps, titles=None, log=True, cmap="magma", ncols=None, axes=None, colorbar=True,
-              vmin=None, vmax=None):
-    """Show maps (N, H, W) or (N, 1, H, W) in a grid, in log10 by default; returns the figure."""
+              vmin=None, vmax=None, unit=None, box_size=None, name=None):
+    """Show maps (N, H, W) or (N, 1, H, W) in a grid, in log10 by default; returns the figure.
+
+    Every map gets its own colorbar (labelled ``log10 name [unit]``, e.g. ``unit=FIELD_UNITS["Mcdm"]``)
+    unless ``colorbar=False``; with ``box_size`` (Mpc/h) the axes show positions in Mpc/h.
+    """
     import matplotlib.pyplot as plt
 
     maps = np.asarray(maps)
@@ -29,22 +70,22 @@ def plot_maps(maps, titles=None, log=True, cmap="magma", ncols=None, axes=None, 
     n = len(data)
     ncols = ncols or min(n, 5)
     nrows = int(np.ceil(n / ncols))
-    if axes is None:
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols, 3 * nrows), squeeze=False)
+    own_figure = axes is None
+    if own_figure:
+        size = (4.4, 3.7) if box_size is not None else (3.4, 3.0)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
     axes = np.asarray(axes).ravel()
     fig = axes[0].figure
     for i, ax in enumerate(axes):
-        ax.set_xticks([])
-        ax.set_yticks([])
         if i >= n:
             ax.axis("off")
             continue
-        im = ax.imshow(data[i], cmap=cmap, origin="lower", vmin=vmin, vmax=vmax)
+        show_map(ax, data[i], box_size=box_size, unit=unit, log=log, name=name, colorbar=colorbar,
+                 cmap=cmap, vmin=vmin, vmax=vmax)
         if titles is not None:
             ax.set_title(titles[i], fontsize=10)
-        if colorbar:
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03,
-                         label="log10" if log and i % ncols == ncols - 1 else None)
+    if own_figure:
+        fig.tight_layout()
     return fig
 
 
@@ -64,8 +105,10 @@ def plot_pk_band(k, pk, ax=None, label=None, color=None, ratio_to=None, quantile
     log_k_axis(ax)
     if ratio_to is None:
         ax.set_yscale("log")
-        ax.set_ylabel(r"$P(k)$ [$(h^{-1}{\rm Mpc})^2$]")
-    ax.set_xlabel(r"$k$ [$h\,{\rm Mpc}^{-1}$]")
+        ax.set_ylabel(PK_LABEL)
+    else:
+        ax.set_ylabel("P(k) ratio")
+    ax.set_xlabel(K_LABEL)
     return ax
 
 
