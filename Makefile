@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py $(if $(QUICK),--quick,) $(NOTEBOOKS)
 
-## make test: unit tests, doctests, notebooks under papermill (quick mode) and nbval-lax
+## make test: every notebook once under nbval (quick mode), then unit tests, doctests and the
+## notebook tests, which read the numbers the nbval run recorded (conftest.py)
 test: $(STAMP)
-	COSMONB_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q tests cosmonb --doctest-modules
-	cd notebooks && COSMONB_QUICK=1 COSMONB_HEADLESS=1 MPLBACKEND=Agg ../$(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider *.ipynb
+	COSMONB_QUICK=1 COSMONB_HEADLESS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -p no:cacheprovider \
+		--nbval-lax notebooks tests cosmonb --doctest-modules
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks

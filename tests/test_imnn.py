@@ -114,7 +114,10 @@ def test_short_training_raises_fisher_information_and_round_trips(tmp_path):
     res = imnn.train_imnn(net, sim, theta, delta, n_s=100, n_d=50, epochs=40, lr=3e-3, reference_fisher=ref,
                           seed=0, progress=False, device="cpu")
     assert len(res.saturation) == 40
-    assert max(res.saturation[-5:]) > 2 * res.saturation[0]
+    # it starts from the score compression of its random features and learns on top of it. Measured over
+    # seeds 0-9 (1 and 2 threads, ATEN_CPU_CAPABILITY=default): first 0.09-0.64, last 0.50-0.75, gain 0.10-0.58
+    assert res.saturation[-1] > res.saturation[0] + 0.05
+    assert res.saturation[-1] > 0.4
     assert 0 < max(res.saturation) < 1.3  # cannot (much) beat the data's information
     test = imnn.make_simulation_set(sim, theta, delta, 300, 100, seed=77)
     stats = imnn.summary_statistics_of(net, test, theta, delta)
@@ -133,14 +136,16 @@ def test_train_recipe_full_then_polish_merges_stages(monkeypatch):
     tiny = {"n_s": 60, "n_d": 30, "lam": 2.0, "n_s_val": 100, "n_d_val": 50}
     grf = dict(sbi_tools.PRESETS["grf"], simulator={"kind": "power_law", "n_pix": 16, "box_size": 25.0},
                model={"widths": [4, 8, 8], "hidden": 16}, test={"n_s": 300, "n_d": 100},
-               full={**tiny, "epochs": 30, "lr": 1e-2}, polish={**tiny, "n_s": 120, "epochs": 10, "lr": 2e-3})
+               full={**tiny, "epochs": 30, "lr": 3e-3}, polish={**tiny, "n_s": 120, "epochs": 10, "lr": 2e-3})
     monkeypatch.setitem(sbi_tools.PRESETS, "grf", grf)
     comp, metrics = sbi_tools.train_recipe("grf", seed=0, progress=False)
     assert metrics["epochs"] == 40 and metrics["polish_epochs"] == 10
     assert set(metrics["train_seconds_by_stage"]) == {"full", "polish"}
     assert metrics["train_seconds"] == pytest.approx(sum(metrics["train_seconds_by_stage"].values()))
     assert len(metrics["saturation_curve"]) == 30 and len(metrics["polish_saturation_curve"]) == 10
-    assert 0.2 < metrics["saturation_paired"] < 1.05  # it learned, and cannot beat the exact score
+    # it learned, and cannot beat the exact score. Measured over seeds 0-9 with 1 and 2 threads and under
+    # ATEN_CPU_CAPABILITY=default: 0.51-0.84 (before the score-compression start and the warm-up: 0.007-0.66)
+    assert 0.3 < metrics["saturation_paired"] < 1.05
     # resuming a trained network runs the polish stage only and keeps the earlier stages' time
     _, again = sbi_tools.train_recipe("grf", seed=0, progress=False, resume=(comp.model, metrics))
     assert again["epochs"] == 50 and again["train_seconds_by_stage"]["full"] == metrics["train_seconds_by_stage"]["full"]
@@ -244,3 +249,43 @@ def test_compare_to_exact_and_grid_sampling():
     assert moved["kl"] == pytest.approx(0.125, rel=0.02) and moved["mean_offset_sigma"] == pytest.approx(0.5, rel=0.02)
     with pytest.raises(ValueError, match="too few"):
         compare_to_exact(s[:2], exact)
+
+
+def test_initialise_with_derivatives_starts_from_the_score_compression_of_the_features():
+    sim = PowerLawSimulator(16)
+    theta, delta = np.array([1.0, 0.5]), np.array([0.05, 0.05])
+    test = imnn.make_simulation_set(sim, theta, delta, 1000, 250, seed=5)
+    exact = fi.summary_statistics(*imnn._exact_scores_of_set(sim.score, test, theta), delta, theta).det_fisher
+    for seed in range(4):
+        init = imnn.make_simulation_set(sim, theta, delta, 100, 50, seed=100 + seed)
+        torch.manual_seed(seed)
+        net = imnn.IMNN(2, 1, widths=(4, 8, 8), hidden=16)
+        net.initialise(init["fiducial"])  # whitening alone: a random 2D projection of the features
+        random_start = imnn.summary_statistics_of(net, test, theta, delta).det_fisher / exact
+        net.initialise(init["fiducial"], init["plus"], init["minus"], delta)
+        with torch.no_grad():
+            out = net(init["fiducial"]).double()
+        assert torch.allclose(out.mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-4)
+        assert torch.allclose(torch.cov(out.T), torch.eye(2, dtype=torch.float64), atol=1e-3)
+        assert not net.head[-1].weight.any()  # the MLP starts silent; the linear read-out carries the start
+        score_start = imnn.summary_statistics_of(net, test, theta, delta).det_fisher / exact
+        # measured over seeds 0-3: random 0.001-0.2, score compression 0.3-0.6 of the field's information
+        assert score_start > max(0.25, random_start), (seed, random_start, score_start)
+    with pytest.raises(ValueError, match="plus, minus, delta"):
+        net.initialise(init["fiducial"], init["plus"])
+
+
+def test_warmup_cosine_schedule():
+    f = imnn.warmup_cosine(100, 10)
+    factors = [f(e) for e in range(100)]
+    assert factors[0] == pytest.approx(0.1) and max(factors) == factors[9] > 0.97
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))  # then only down
+    assert factors[-1] == pytest.approx(0.01, abs=1e-3)
+    assert imnn.warmup_cosine(3)(0) == pytest.approx(1 / 3)  # the default warm-up never outlasts the run
+    with pytest.raises(ValueError, match="warmup"):
+        imnn.warmup_cosine(10, 0)
+
+
+def test_networks_saved_before_the_linear_skip_still_load():
+    comp, ckpt = imnn.load_imnn("imnn_grf")
+    assert "linear_skip" not in ckpt["config"]["model"] and comp.model.skip is None

@@ -566,6 +566,6 @@ def load_flow(name: str, directory=None):
     config = dict(ckpt["config"])
     config.pop("extra", None)
     model = DensityFlow(**config)
-    model.load_state_dict(ckpt["state_dict"])
+    checkpoints.load_weights(model, ckpt)  # a shape mismatch names the file and the tensors
     model.eval()
     return model, ckpt

@@ -81,7 +81,8 @@ from ..fisher import MAX_CONDITION, SummaryStatistics, check_step, summary_stati
 from ..train import _check_int
 
 __all__ = ["IMNN", "imnn_loss", "regularisation_rate", "make_simulation_set", "train_imnn", "measure_saturation",
-           "summary_statistics_of", "IMNNCompressor", "IMNNTraining", "save_imnn", "load_imnn"]
+           "summary_statistics_of", "IMNNCompressor", "IMNNTraining", "save_imnn", "load_imnn",
+           "warmup_cosine"]
 
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "softplus": nn.Softplus,
                 "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -116,7 +117,7 @@ class IMNN(nn.Module):
 
     def __init__(self, n_params: int = 2, in_channels: int = 1, widths=(8, 16, 16, 16, 16),
                  hidden: int = 64, activation: str = "silu", convs_per_level: int = 2,
-                 moments: bool = True):
+                 moments: bool = True, linear_skip: bool = True):
         super().__init__()
         for name, value in (("n_params", n_params), ("in_channels", in_channels), ("hidden", hidden),
                             ("convs_per_level", convs_per_level)):
@@ -128,7 +129,8 @@ class IMNN(nn.Module):
             raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         self.config = {"n_params": int(n_params), "in_channels": int(in_channels), "widths": list(widths),
                        "hidden": int(hidden), "activation": activation,
-                       "convs_per_level": int(convs_per_level), "moments": bool(moments)}
+                       "convs_per_level": int(convs_per_level), "moments": bool(moments),
+                       "linear_skip": bool(linear_skip)}
         act = _ACTIVATIONS[activation]
         blocks, c = [], in_channels
         for w in widths:
@@ -142,6 +144,8 @@ class IMNN(nn.Module):
         n_feat = (in_channels + sum(widths)) * (2 if moments else 1)
         self.head = nn.Sequential(nn.Linear(n_feat, hidden), act(), nn.Linear(hidden, hidden), act(),
                                   nn.Linear(hidden, n_params))
+        # a linear read-out of the features beside the MLP: initialise() starts it as the score compression
+        self.skip = nn.Linear(n_feat, n_params, bias=False) if linear_skip else None
         self.register_buffer("shift", torch.zeros(in_channels))
         self.register_buffer("scale", torch.ones(in_channels))
         self.register_buffer("feature_shift", torch.zeros(n_feat))
@@ -169,7 +173,8 @@ class IMNN(nn.Module):
             raise ValueError(f"x: expected maps (N, {self.config['in_channels']}, n, n), got {tuple(x.shape)}")
         if x.shape[-1] < self.min_size or x.shape[-1] % self.min_size:
             raise ValueError(f"x: the map side ({x.shape[-1]}) must be a multiple of {self.min_size}")
-        return self.head((self.features(x) - self.feature_shift) / self.feature_scale)
+        z = (self.features(x) - self.feature_shift) / self.feature_scale
+        return self.head(z) if self.skip is None else self.head(z) + self.skip(z)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled multi-scale features (N, n_features) before standardisation and the head."""
@@ -183,29 +188,73 @@ class IMNN(nn.Module):
         return torch.cat(pooled, 1)
 
     @torch.no_grad()
-    def initialise(self, x: torch.Tensor) -> None:
+    def initialise(self, x: torch.Tensor, plus: torch.Tensor | None = None, minus: torch.Tensor | None = None,
+                   delta=None) -> None:
         """Data-dependent initialisation on fiducial maps x (N, C, n, n), N >> n_params.
 
         Sets the input standardisation to the per-channel mean and standard
         deviation of x, the feature standardisation to the mean and standard
-        deviation of the pooled features, and whitens the last layer so that
-        the summaries of x have mean 0 and covariance I (like ActNorm in Glow:
-        the regulariser then starts near its minimum and the optimiser works on
+        deviation of the pooled features, and sets the last layer so that the
+        summaries of x have mean 0 and covariance I (like ActNorm in Glow: the
+        regulariser then starts near its minimum and the optimiser works on
         ln det F from the first step).
+
+        Given seed-matched derivative maps ``plus``, ``minus`` (P, n_d, C, n, n) at
+        theta_fid +- ``delta``, the last layer also starts as the best *linear*
+        read-out of the last hidden layer h: the score compression (MOPED)
+
+            t = (d mu_h / d theta)^T C_h^-1 (h - mu_h),
+
+        which keeps all the Fisher information that a linear map of h can keep
+        (whitened afterwards; det F does not change under an invertible linear map).
+        A random last layer keeps only a random 2D projection of h, whose
+        determinant is often near 0; from there noisy early steps threw short runs
+        about (saturation swinging between 0 and 0.4 from step to step).
         """
         if x.ndim != 4 or len(x) < 10 * self.config["n_params"]:
             raise ValueError(f"x: expected at least {10 * self.config['n_params']} fiducial maps (N, C, n, n) "
                              f"to initialise from, got shape {tuple(x.shape)}")
+        if (plus is None) != (minus is None) or (plus is not None and delta is None):
+            raise ValueError("plus, minus, delta: pass all three (derivative maps and their steps) or none")
         self.set_normalisation(x.double().mean((0, 2, 3)).numpy(), x.double().std((0, 2, 3)).numpy())
         feat = self.features(x)
         self.feature_shift.copy_(feat.mean(0))
         self.feature_scale.copy_(feat.std(0).clamp_min(1e-6))
+        last = self.head[-1]
+        if plus is not None:
+            p, n_d = plus.shape[:2]
+            if p != self.config["n_params"] or minus.shape != plus.shape or plus.shape[2:] != x.shape[1:]:
+                raise ValueError(f"plus, minus: expected ({self.config['n_params']}, n_d, "
+                                 f"{', '.join(map(str, x.shape[1:]))}) each, got {tuple(plus.shape)}, "
+                                 f"{tuple(minus.shape)}")
+            step = torch.as_tensor(check_step(np.asarray(delta, float), p), dtype=torch.float64)
+            # the read-out's input: the standardised features (skip) or the last hidden layer
+            pre = (lambda z: z) if self.skip is not None else self.head[:-1]
+
+            def h_of(maps):
+                return pre((self.features(maps) - self.feature_shift) / self.feature_scale).double()
+
+            h = h_of(x)
+            dh = (h_of(plus.flatten(0, 1)) - h_of(minus.flatten(0, 1))).reshape(p, n_d, -1).mean(1)
+            dmu = dh / (2 * step[:, None])  # (P, H)
+            cov = torch.cov(h.T)
+            # ridge: a tenth of the mean variance. Without it C^-1 leans on fine cancellations between
+            # features that the first optimiser steps undo (measured: 1e-3 lost the start in a step or two)
+            ridge = 0.1 * cov.diagonal().mean().clamp_min(1e-12)
+            w = torch.linalg.solve(cov + ridge * torch.eye(len(cov), dtype=cov.dtype), dmu.T).T  # (P, H)
+            if self.skip is not None:  # the MLP starts silent and learns what is non-linear on top
+                self.skip.weight.copy_(w.float())
+                last.weight.zero_()
+            else:
+                last.weight.copy_(w.float())
+            last.bias.zero_()
         out = self(x).double()
         chol = torch.linalg.cholesky(torch.cov(out.T))
         inv = torch.linalg.inv(chol)
-        last = self.head[-1]
         last.weight.copy_((inv @ last.weight.double()).float())
         last.bias.copy_((inv @ (last.bias.double() - out.mean(0))).float())
+        if self.skip is not None:
+            self.skip.weight.copy_((inv @ self.skip.weight.double()).float())
 
     def _pool(self, h):
         """Global average of the feature maps and (with ``moments``) the log of their mean square."""
@@ -435,7 +484,8 @@ def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, 
                n_d_val: int | None = None, reference_fisher=None, patience: int | None = None,
                lam: float = 10.0, eps: float = 0.1, seed: int = 0,
                clip_grad: float | None = 10.0, checkpoint=None, progress: bool = True,
-               device=None, scheduler="cosine", initialise: bool = True, exact_score=None) -> IMNNTraining:
+               device=None, scheduler="cosine", warmup: int | None = None, initialise: bool = True,
+               exact_score=None) -> IMNNTraining:
     """Train an IMNN at theta_fid with ``cosmonb.train.fit``.
 
     Each epoch is one optimiser step on a fresh simulation set (n_s fiducial + 2 P n_d seed-matched derivative maps, streams
@@ -451,8 +501,13 @@ def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, 
 
     ``initialise=True`` first calls ``model.initialise`` on the validation set's
     fiducial maps (set it False to fine-tune a trained network, e.g. at a new
-    fiducial point). ``scheduler="cosine"`` anneals the learning rate from ``lr``
-    to ``lr / 100`` over ``epochs`` (or pass any ``fit`` scheduler, or None).
+    fiducial point). ``scheduler="cosine"`` warms the learning rate up linearly over
+    the first ``warmup`` steps (default: a tenth of ``epochs``, at least 5, at most
+    50), then anneals it from ``lr`` to ``lr / 100`` (:func:`warmup_cosine`); or pass
+    any ``fit`` scheduler, or None. The warm-up matters: Adam's first steps move every
+    weight by about ``lr`` whatever its gradient (its second-moment estimate rests on
+    one noisy gradient), which with a fresh simulation set per step threw short runs
+    and every fine-tuning stage back to a saturation near 0.
     """
     from ..train import fit
 
@@ -462,10 +517,12 @@ def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, 
     if val_set is None:
         val_set = make_simulation_set(simulator, theta, step, n_s_val or n_s, n_d_val or n_d,
                                       seed=_mix(seed, 999_983))
-    if initialise:
-        model.initialise(val_set["fiducial"])
+    if initialise:  # on its own simulations, so that the validation curve is not flattered
+        init_set = make_simulation_set(simulator, theta, step, n_s_val or n_s, n_d_val or n_d,
+                                       seed=_mix(seed, 424_243))
+        model.initialise(init_set["fiducial"], init_set["plus"], init_set["minus"], step)
     if scheduler == "cosine":
-        scheduler = lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=lr / 100)
+        scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(epochs, warmup))
     ref_det = None
     if reference_fisher is not None:
         ref_det = float(np.linalg.det(np.asarray(reference_fisher, float)))
@@ -497,6 +554,27 @@ def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, 
                          clip_grad=clip_grad, checkpoint=checkpoint, progress=progress, device=device,
                          callback=callback, scheduler=scheduler)
     return result
+
+
+def warmup_cosine(epochs: int, warmup: int | None = None, floor: float = 0.01):
+    """The learning-rate factor of step e: a linear warm-up, then a cosine down to ``floor``.
+
+        f(e) = min(1, (e + 1) / warmup) * (floor + (1 - floor) (1 + cos(pi e / epochs)) / 2)
+
+    ``warmup`` defaults to ``epochs // 10`` clipped to [5, 50] (and at most ``epochs``). For ``torch.optim.lr_scheduler.LambdaLR``.
+
+    Example:
+        >>> f = warmup_cosine(100, 10)
+        >>> round(f(0), 3), round(f(9), 3), round(f(99), 3)
+        (0.1, 0.98, 0.01)
+    """
+    _check_int(epochs, "epochs", 1)
+    warmup = min(epochs, 50, max(5, epochs // 10)) if warmup is None else _check_int(warmup, "warmup", 1)
+
+    def factor(e: int) -> float:
+        return min(1.0, (e + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs)))
+
+    return factor
 
 
 def _mix(seed: int, k: int) -> int:
@@ -558,8 +636,8 @@ def save_imnn(name: str, model: IMNN, stats: SummaryStatistics, *, simulator_con
 def load_imnn(name: str, directory=None):
     """Load a shipped IMNN -> ``(IMNNCompressor, checkpoint dict)`` (sha256-checked)."""
     ckpt = checkpoints.load_pretrained(name, directory=directory)
-    model = IMNN(**ckpt["config"]["model"])
-    model.load_state_dict(ckpt["state_dict"])
+    model = IMNN(**{"linear_skip": False, **ckpt["config"]["model"]})  # networks saved before the skip had none
+    checkpoints.load_weights(model, ckpt)  # a shape mismatch names the file and the tensors
     model.eval()
     norm = ckpt["normaliser"]
     stats = SummaryStatistics.from_dict(norm)
