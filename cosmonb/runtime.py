@@ -54,6 +54,7 @@ __all__ = [
     "read_records",
     "RECORDS",
     "atomic_write",
+    "check_seed",
     "atomic_path",
     "machine_info",
 ]
@@ -139,7 +140,13 @@ def _select_device(prefer, what: str) -> torch.device:
 
 
 # --------------------------------------------------------------------------- seeds
-def _check_seed(seed, name: str = "seed") -> int:
+def check_seed(seed, name: str = "seed") -> int:
+    """The package's one seed check: an integer in [0, 2**32), else a ValueError naming ``name``.
+
+    Example:
+        >>> check_seed(7)
+        7
+    """
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"{name}: expected an integer, got {type(seed).__name__}")
     seed = int(seed)
@@ -162,7 +169,7 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> np.random.Gene
         >>> a == (rng.random(), float(torch.rand(1)))
         True
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device

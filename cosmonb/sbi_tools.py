@@ -47,7 +47,7 @@ import torch
 from . import sims
 from ._checks import as_finite_array, check_ndim
 from .inference import GridPosterior
-from .runtime import _check_seed
+from .runtime import check_seed
 from .train import _check_int
 
 __all__ = ["PowerLawSimulator", "LogNormalSimulator", "BoxPrior", "abc_rejection", "ABCResult",
@@ -103,7 +103,7 @@ class PowerLawSimulator:
         theta = _check_theta(theta, 2)
         if np.any(theta[:, 0] <= 0):
             raise ValueError("theta[:, 0] (A): expected amplitudes A > 0")
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         idx = _check_indices(indices, len(theta))
         n = self.n_pix
         k_unique, inverse, _ = sims._grid(n, self.box_size)
@@ -160,7 +160,7 @@ class LogNormalSimulator:
     def __call__(self, theta, seed: int = 0, indices=None) -> np.ndarray:
         theta = _check_theta(theta, 2)
         sims._check_cosmology(theta[:, 0], theta[:, 1])
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         idx = _check_indices(indices, len(theta))
         params = np.tile(sims.FIDUCIAL, (len(theta), 1))
         params[:, :2] = theta
@@ -283,7 +283,7 @@ def abc_rejection(simulate_compress, prior: BoxPrior, observed, fisher, *, n_sim
         raise ValueError(f"epsilon: expected a distance > 0, got {epsilon!r}")
     if n_accept is not None and not (isinstance(n_accept, numbers.Integral) and 0 < n_accept <= n_sims):
         raise ValueError(f"n_accept: expected an integer in [1, n_sims={n_sims}], got {n_accept!r}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     obs = as_finite_array(observed, "observed").ravel()
     rng = np.random.default_rng([seed, 0xABC])
     theta = prior.sample(int(n_sims), rng)
@@ -420,7 +420,7 @@ class Delfi:
             raise ValueError(f"scale: expected {prior.dim} positive error bars, got {self.scale}")
         self.n_grid, self.hidden, self.transforms = int(n_grid), int(hidden), int(transforms)
         self.epochs, self.lr, self.batch_size, self.patience = int(epochs), float(lr), int(batch_size), int(patience)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self.progress = progress
         self.names = tuple(names)
         self.theta = np.empty((0, prior.dim))

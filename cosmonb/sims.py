@@ -57,7 +57,7 @@ import numpy as np
 
 from . import cosmology
 from ._checks import as_finite_array, check_in_range, check_ndim
-from .runtime import _check_seed  # the package's one seed check (as in sbi_tools)
+from .runtime import check_seed  # the package's one seed check
 
 BOX_SIZE = 25.0
 SLAB_THICKNESS = 5.0
@@ -216,7 +216,7 @@ def gaussian_field(power, n_pix=N_PIX, box_size=BOX_SIZE, n_maps=1, seed=0):
         (2, 32, 32)
     """
     n_pix, n_maps = _check_size(n_pix, "n_pix"), _check_size(n_maps, "n_maps")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     box_size = check_box_size(box_size)
     k_unique, inverse, _ = _grid(n_pix, box_size)
     p = np.zeros_like(k_unique)
@@ -354,7 +354,7 @@ def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, p
     params = check_params(params)
     fields = check_fields(fields)
     n_pix = check_n_pix(n_pix)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     box_size = check_box_size(box_size)
     _check_memory(len(params), len(fields), n_pix)
     out = np.empty((len(params), len(fields), n_pix, n_pix), dtype=np.float32)
@@ -380,7 +380,7 @@ def sample_prior(n, seed=0, latin_hypercube=False):
     stratifies each parameter into n equal-probability bins, as CAMELS's LH set does.
     """
     n = _check_size(n, "n")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     if latin_hypercube:
         u = (np.argsort(rng.random((6, n)), axis=1).T + rng.random((n, 6))) / n
     else:
