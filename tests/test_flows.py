@@ -218,13 +218,14 @@ def test_per_sample_functions_broadcast_one_context_row_across_batches():
         whole = fn(flow, x, many)
         for a, b, w in zip(*(r if isinstance(r, tuple) else (r,) for r in (single, repeated, whole))):
             assert a.shape == (23,)
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-            np.testing.assert_allclose(a, w, rtol=1e-6, atol=1e-6)
+            # float32 through differently batched kernels: a few ulps (8.6e-6 at -4.3 under ATEN_CPU_CAPABILITY=default)
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-5)
         assert flow.training  # the previous mode is restored
     # one context per row is sliced with x
     per_row = np.linspace(-1, 1, 23)[:, None]
     np.testing.assert_allclose(F.per_sample_nll(flow, x, per_row, batch_size=5),
-                               F.per_sample_nll(flow, x, per_row), rtol=1e-6, atol=1e-6)
+                               F.per_sample_nll(flow, x, per_row), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="c: expected 1 or 23 rows, got 3"):
         F.per_sample_nll(flow, x, np.zeros((3, 1)), batch_size=5)
 

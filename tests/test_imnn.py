@@ -111,12 +111,14 @@ def test_short_training_raises_fisher_information_and_round_trips(tmp_path):
     theta, delta = np.array([1.0, 0.5]), np.array([0.05, 0.05])
     net = imnn.IMNN(2, 1, widths=(4, 8, 8), hidden=16)
     ref = fi.power_law_fisher(1.0, 0.5, 16)
-    res = imnn.train_imnn(net, sim, theta, delta, n_s=100, n_d=50, epochs=40, lr=3e-3, reference_fisher=ref,
+    # the curve paired with the exact score on the same validation maps (unpaired, a 100-map set scatters by ~15%)
+    res = imnn.train_imnn(net, sim, theta, delta, n_s=100, n_d=50, epochs=40, lr=3e-3, lam=2.0, exact_score=sim.score,
                           seed=0, progress=False, device="cpu")
     assert len(res.saturation) == 40
-    # it starts from the score compression of its random features and learns on top of it. Measured over
-    # seeds 0-9 (1 and 2 threads, ATEN_CPU_CAPABILITY=default): first 0.09-0.64, last 0.50-0.75, gain 0.10-0.58
-    assert res.saturation[-1] > res.saturation[0] + 0.05
+    # it starts from the score compression of its random features and learns on top of it. Measured with this
+    # exact call over seeds 0-9 (torch.manual_seed and seed), with 1 and 2 threads and ATEN_CPU_CAPABILITY=default:
+    # first 0.09-0.64, last 0.49-0.77, gain 0.09-0.58
+    assert res.saturation[-1] > res.saturation[0] + 0.03
     assert res.saturation[-1] > 0.4
     assert 0 < max(res.saturation) < 1.3  # cannot (much) beat the data's information
     test = imnn.make_simulation_set(sim, theta, delta, 300, 100, seed=77)
