@@ -71,7 +71,7 @@ import numpy as np
 from scipy import special
 
 from . import data, sims
-from ._checks import as_finite_array, check_in_range, check_ndim
+from ._checks import as_finite_array, check_in_range, check_ndim, check_size
 from .cosmology import RHO_CRIT, linear_power, tophat_window
 
 __all__ = [
@@ -594,7 +594,7 @@ def write_catalogs(root, params, snapshots=SNAPSHOTS, seed=0, prefix="CV", box_s
 
 def write_cv_catalogs(root, n_sims=27, snapshots=SNAPSHOTS, seed=0, **kwargs):
     """The built-in CV set: ``n_sims`` fiducial simulations x ``snapshots`` (see write_catalogs)."""
-    n_sims = sims._check_size(n_sims, "n_sims")
+    n_sims = check_size(n_sims, "n_sims")
     return write_catalogs(root, np.tile(sims.FIDUCIAL, (n_sims, 1)), snapshots, seed, prefix="CV", **kwargs)
 
 
@@ -609,7 +609,7 @@ def feedback_set(n_sims, parameter="A_SN1", seed=0):
         >>> p.shape, bool(np.all((p[:, 2] >= 0.25) & (p[:, 2] <= 4))), bool(np.all(p[:, 3] == 1))
         ((4, 6), True, True)
     """
-    n_sims = sims._check_size(n_sims, "n_sims")
+    n_sims = check_size(n_sims, "n_sims")
     if parameter not in sims.PARAM_NAMES[2:]:
         raise ValueError(f"parameter: expected one of {sims.PARAM_NAMES[2:]}, got {parameter!r}")
     j = sims.PARAM_NAMES.index(parameter)

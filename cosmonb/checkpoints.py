@@ -255,7 +255,7 @@ def read_manifest(directory=None) -> dict:
     path = _directory(directory) / MANIFEST_NAME
     if not path.exists():
         return {}
-    return runtime._read_json(path, "MANIFEST.json")
+    return runtime.read_json(path, "MANIFEST.json")
 
 
 # --------------------------------------------------------------------------- public API
@@ -289,13 +289,13 @@ def save_pretrained(name: str, model_config: dict, state_dict, normaliser: dict 
     norm = _clean_normaliser(normaliser)
     if not isinstance(metrics, Mapping):
         raise ValueError(f"metrics: expected a dict of numbers, got {type(metrics).__name__}")
-    metrics = runtime._clean_value(dict(metrics), "metrics")
+    metrics = runtime.clean_record_value(dict(metrics), "metrics")
     if not isinstance(command, str) or not command.strip():
         raise ValueError("command: expected the non-empty command that (re)creates this checkpoint")
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) \
             or not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"seconds: expected a finite number >= 0, got {seconds!r}")
-    dev = str(runtime._select_device(device, "device")) if device is not None else sd_device
+    dev = str(runtime.select_device(device, "device")) if device is not None else sd_device
     folder = _directory(directory)
 
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -312,7 +312,7 @@ def save_pretrained(name: str, model_config: dict, state_dict, normaliser: dict 
     entry = {"file": path.name, "sha256": sha, "size_bytes": len(data), "command": command,
              "seconds": float(seconds), "hardware": hardware, "metrics": metrics,
              "config": config, "date": date}
-    manifest = runtime._update_json(folder / MANIFEST_NAME, {name: entry}, "MANIFEST.json")
+    manifest = runtime.update_json(folder / MANIFEST_NAME, {name: entry}, "MANIFEST.json")
     if len(data) > MAX_FILE_BYTES:
         warnings.warn(f"pretrained checkpoint {path} is {len(data) / 1e6:.1f} MB, over the "
                       f"{MAX_FILE_BYTES / 1e6:.0f} MB guideline; use a smaller model or float16 weights",

@@ -55,10 +55,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_finite_array, check_ndim
+from ._checks import as_finite_array, check_box_size, check_ndim, check_size
 from .inference import GridPosterior
-from .sims import _binned_mode_power, _check_size, _grid, _square_maps
-from .stats import _check_box_size
+from .sims import binned_mode_power, fourier_grid, square_maps
 
 __all__ = [
     "normal_fisher", "cramer_rao", "power_law_modes", "power_law_fisher",
@@ -136,7 +135,7 @@ def normal_fisher(n, mu=0.0, sigma=1.0) -> np.ndarray:
         array([[10.,  0.],
                [ 0., 20.]])
     """
-    n = _check_size(n, "n")
+    n = check_size(n, "n")
     as_finite_array(mu, "mu")
     sigma = float(as_finite_array(sigma, "sigma"))
     if sigma <= 0:
@@ -177,9 +176,9 @@ def power_law_modes(n_pix: int, box_size: float = 25.0):
         >>> k[:2], int(c.sum())
         (array([1.        , 1.41421356]), 15)
     """
-    n_pix = _check_size(n_pix, "n_pix")
-    box_size = _check_box_size(box_size)
-    k, _, counts = _grid(n_pix, box_size)
+    n_pix = check_size(n_pix, "n_pix")
+    box_size = check_box_size(box_size)
+    k, _, counts = fourier_grid(n_pix, box_size)
     return k[1:].copy(), counts[1:].copy()
 
 
@@ -214,8 +213,8 @@ def power_law_fisher(amplitude, slope, n_pix: int, box_size: float = 25.0) -> np
 
 def _field_power(fields, box_size):
     """|delta_k|^2 summed per unique |k| (N, K) for fields (N, n, n), DC excluded."""
-    arr, single = _square_maps(fields, "fields", "fields")
-    binned, _ = _binned_mode_power(arr, box_size)
+    arr, single = square_maps(fields, "fields", "fields")
+    binned, _ = binned_mode_power(arr, box_size)
     return binned[:, 1:], arr.shape[-1], single
 
 
@@ -236,7 +235,7 @@ def power_law_log_likelihood(fields, amplitude, slope, box_size: float = 25.0):
         >>> ll.shape
         (1, 2)
     """
-    box_size = _check_box_size(box_size)
+    box_size = check_box_size(box_size)
     binned, n, single = _field_power(fields, box_size)
     a, b = _check_ab(amplitude, slope)
     k, counts = power_law_modes(n, box_size)
@@ -262,7 +261,7 @@ def power_law_score(fields, amplitude, slope, box_size: float = 25.0) -> np.ndar
         >>> power_law_score(f, 1.0, 0.5).shape
         (3, 2)
     """
-    box_size = _check_box_size(box_size)
+    box_size = check_box_size(box_size)
     binned, n, single = _field_power(fields, box_size)
     a, b = _check_ab(amplitude, slope)
     if a.ndim:
@@ -294,7 +293,7 @@ def power_law_posterior(field, amplitude_range=(0.5, 1.5), slope_range=(0.1, 0.9
     if field.ndim == 3 and field.shape[0] == 1:
         field = field[0]
     check_ndim(field, "field", 2, "one field of shape (n, n)")
-    n_grid = _check_size(n_grid, "n_grid")
+    n_grid = check_size(n_grid, "n_grid")
     a = np.linspace(*amplitude_range, n_grid)
     b = np.linspace(*slope_range, n_grid)
     ll = power_law_log_likelihood(field, a[:, None], b[None, :], box_size)

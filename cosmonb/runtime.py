@@ -121,10 +121,10 @@ def device(prefer=None) -> torch.device:
         >>> device().type in ("cuda", "mps", "cpu")
         True
     """
-    return _select_device(prefer, "prefer")
+    return select_device(prefer, "prefer")
 
 
-def _select_device(prefer, what: str) -> torch.device:
+def select_device(prefer, what: str) -> torch.device:
     """``device(prefer)`` with errors naming the caller's argument ``what``."""
     dev = _parse_device(prefer, what)
     if dev is None:
@@ -402,7 +402,7 @@ def _file_lock(path) -> Iterator[None]:
         os.close(fd)
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
     """Read a JSON object, raising ValueError naming ``path`` if it is corrupt."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -420,11 +420,11 @@ def _read_json(path: Path, what: str) -> dict:
     return data
 
 
-def _update_json(path, updates: dict, what: str) -> dict:
+def update_json(path, updates: dict, what: str) -> dict:
     """Merge ``updates`` into the JSON object at ``path`` atomically; return the result."""
     path = Path(path)
     with _file_lock(path):
-        data = _read_json(path, what) if path.exists() else {}
+        data = read_json(path, what) if path.exists() else {}
         data.update(updates)
         with atomic_write(path, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
@@ -451,7 +451,7 @@ def _clean_number(x, what: str):
     return x
 
 
-def _clean_value(value, what: str, depth: int = 0, count: list | None = None):
+def clean_record_value(value, what: str, depth: int = 0, count: list | None = None):
     """Validate a record value: a number, or a small (nested) list/dict of numbers."""
     count = [0] if count is None else count
     if depth > 2:
@@ -463,10 +463,10 @@ def _clean_value(value, what: str, depth: int = 0, count: list | None = None):
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ValueError(f"{what}: dict keys must be strings, got {k!r}")
-            out[k] = _clean_value(v, f"{what}[{k!r}]", depth + 1, count)
+            out[k] = clean_record_value(v, f"{what}[{k!r}]", depth + 1, count)
         return out
     if isinstance(value, (list, tuple)):
-        return [_clean_value(v, f"{what}[{i}]", depth + 1, count) for i, v in enumerate(value)]
+        return [clean_record_value(v, f"{what}[{i}]", depth + 1, count) for i, v in enumerate(value)]
     count[0] += 1
     if count[0] > MAX_RECORD_ITEMS:
         raise ValueError(f"{what.split('[')[0]}: at most {MAX_RECORD_ITEMS} numbers per record")
@@ -504,12 +504,12 @@ def record(name: str, value):
     """
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ValueError(f"name: expected an identifier-like string such as 'rmse_omega_m', got {name!r}")
-    clean = _clean_value(value, "value")
+    clean = clean_record_value(value, "value")
     RECORDS[name] = clean
     print(f"[cosmonb.record] {name} = {_fmt(clean)}")
     target = os.environ.get("COSMONB_RECORDS", "").strip()
     if target:
-        _update_json(target, {name: clean}, "COSMONB_RECORDS")
+        update_json(target, {name: clean}, "COSMONB_RECORDS")
     return clean
 
 
@@ -542,7 +542,7 @@ def read_records(path=None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"path: no records file at {path} (did the notebook call cosmonb.record "
                                 "with COSMONB_RECORDS set to this file?)")
-    return _read_json(path, "path")
+    return read_json(path, "path")
 
 
 def run_notebook(path, output, *, quick: bool = True, parameters: dict | None = None,

@@ -48,7 +48,7 @@ from . import sims
 from ._checks import as_finite_array, check_ndim
 from .inference import GridPosterior
 from .runtime import check_seed
-from .train import _check_int
+from ._checks import check_int, check_size
 
 __all__ = ["PowerLawSimulator", "LogNormalSimulator", "BoxPrior", "abc_rejection", "ABCResult",
            "Delfi", "fisher_distance", "sample_grid_posterior", "compare_to_exact", "sample_moments", "PRESETS", "train_preset",
@@ -93,7 +93,7 @@ class PowerLawSimulator:
     """
 
     def __init__(self, n_pix: int = 32, box_size: float = 25.0):
-        self.n_pix = sims._check_size(n_pix, "n_pix")
+        self.n_pix = check_size(n_pix, "n_pix")
         self.box_size = float(box_size)
 
     def config(self) -> dict:
@@ -106,7 +106,7 @@ class PowerLawSimulator:
         seed = check_seed(seed)
         idx = _check_indices(indices, len(theta))
         n = self.n_pix
-        k_unique, inverse, _ = sims._grid(n, self.box_size)
+        k_unique, inverse, _ = sims.fourier_grid(n, self.box_size)
         half = inverse[:, : n // 2 + 1]
         out = np.empty((len(theta), 1, n, n), dtype=np.float32)
         for start in range(0, len(theta), 1000):
@@ -115,8 +115,8 @@ class PowerLawSimulator:
             p = np.zeros((len(a), len(k_unique)))
             p[:, 1:] = a[:, None] * k_unique[None, 1:] ** (-b[:, None])
             sqrt_s = np.sqrt(n**2 * p / self.box_size**2)[:, half]
-            noise = np.stack([sims._white_noise(seed, i, n) for i in idx[sl]])
-            out[sl, 0] = sims._colour(noise, sqrt_s)
+            noise = np.stack([sims.white_noise(seed, i, n) for i in idx[sl]])
+            out[sl, 0] = sims.colour_noise(noise, sqrt_s)
         return out
 
     def fisher(self, theta) -> np.ndarray:
@@ -151,7 +151,7 @@ class LogNormalSimulator:
     """
 
     def __init__(self, n_pix: int = 32, box_size: float = sims.BOX_SIZE):
-        self.n_pix = sims._check_size(n_pix, "n_pix")
+        self.n_pix = check_size(n_pix, "n_pix")
         self.box_size = float(box_size)
 
     def config(self) -> dict:
@@ -159,7 +159,7 @@ class LogNormalSimulator:
 
     def __call__(self, theta, seed: int = 0, indices=None) -> np.ndarray:
         theta = _check_theta(theta, 2)
-        sims._check_cosmology(theta[:, 0], theta[:, 1])
+        sims.check_cosmology(theta[:, 0], theta[:, 1])
         seed = check_seed(seed)
         idx = _check_indices(indices, len(theta))
         params = np.tile(sims.FIDUCIAL, (len(theta), 1))
@@ -276,7 +276,7 @@ def abc_rejection(simulate_compress, prior: BoxPrior, observed, fisher, *, n_sim
         >>> bool(abs(res.samples.mean() - 0.5) < 0.05), res.n_sims
         (True, 2000)
     """
-    n_sims = _check_int(n_sims, "n_sims", 1)
+    n_sims = check_int(n_sims, "n_sims", 1)
     if (epsilon is None) == (n_accept is None):
         raise ValueError("epsilon, n_accept: give exactly one (a distance threshold, or how many to keep)")
     if epsilon is not None and not (isinstance(epsilon, numbers.Real) and epsilon > 0):
@@ -491,7 +491,7 @@ class Delfi:
         obs = as_finite_array(observed, "observed").ravel()
         if len(obs) != self.prior.dim:
             raise ValueError(f"observed: expected {self.prior.dim} summaries, got {len(obs)}")
-        _check_int(rounds, "rounds", 1)
+        check_int(rounds, "rounds", 1)
         per_round = [sims_per_round] * rounds if np.ndim(sims_per_round) == 0 else list(sims_per_round)
         if len(per_round) != rounds or any(int(n) < 20 for n in per_round):
             raise ValueError("sims_per_round: expected one count >= 20 per round (a flow needs data)")

@@ -56,7 +56,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import cosmology
-from ._checks import as_finite_array, check_in_range, check_ndim
+from ._checks import as_finite_array, check_box_size, check_in_range, check_ndim, check_size
 from .runtime import check_seed  # the package's one seed check
 
 BOX_SIZE = 25.0
@@ -142,7 +142,7 @@ def projected_power(k, omega_m, sigma_8, box_size=BOX_SIZE, slab=SLAB_THICKNESS)
     k = as_finite_array(k, "k")
     if np.any(k < 0):
         raise ValueError("k: expected wavenumbers >= 0 in h/Mpc")
-    om, s8 = _check_cosmology(omega_m, sigma_8)
+    om, s8 = check_cosmology(omega_m, sigma_8)
     flat_om, flat_s8 = om.ravel(), s8.ravel()
     # sigma_8 enters algebraically: tabulate once per distinct Omega_m
     uniq_om, which = np.unique(flat_om, return_inverse=True)
@@ -153,7 +153,7 @@ def projected_power(k, omega_m, sigma_8, box_size=BOX_SIZE, slab=SLAB_THICKNESS)
 
 
 @lru_cache(maxsize=16)
-def _grid(n_pix, box_size):
+def fourier_grid(n_pix, box_size):
     """Unique |k| on an n x n FFT grid: (k_unique, inverse index (n, n), counts)."""
     freq = np.fft.fftfreq(n_pix, d=1.0 / n_pix)
     k2_int = (freq[:, None] ** 2 + freq[None, :] ** 2).astype(np.int64)
@@ -166,7 +166,7 @@ def log_field_spectrum(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE):
     """Per-mode variance S^g of the Gaussian log field on the unique |k| of the grid.
 
     Returns ``(s_g, var_g)``: ``s_g`` of shape ``S + (n_unique,)`` for parameters of
-    broadcast shape S (index with ``_grid(n_pix, box_size)[1]`` to get the n x n
+    broadcast shape S (index with ``fourier_grid(n_pix, box_size)[1]`` to get the n x n
     grid), and the pixel variance ``var_g = ln(1 + s^2)``.
 
     Example:
@@ -174,7 +174,7 @@ def log_field_spectrum(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE):
         >>> bool(var_g > 0)
         True
     """
-    k_unique, _, counts = _grid(n_pix, box_size)
+    k_unique, _, counts = fourier_grid(n_pix, box_size)
     p2d = projected_power(k_unique, omega_m, sigma_8, box_size)
     s_lin = n_pix**2 * p2d / box_size**2
     var_lin = (s_lin * counts).sum(-1) / n_pix**2
@@ -193,11 +193,11 @@ def mean_log_density(omega_m, var_g):
 
 
 # ---------------------------------------------------------------- fields
-def _white_noise(seed, index, n_pix):
+def white_noise(seed, index, n_pix):
     return np.random.default_rng([seed, index]).standard_normal((n_pix, n_pix))
 
 
-def _colour(noise, sqrt_s_half):
+def colour_noise(noise, sqrt_s_half):
     """g = IFFT(sqrt(S) FFT(w)) for a batch of white-noise maps (real FFTs)."""
     n = noise.shape[-1]
     return np.fft.irfft2(np.fft.rfft2(noise) * sqrt_s_half, s=(n, n))
@@ -215,17 +215,17 @@ def gaussian_field(power, n_pix=N_PIX, box_size=BOX_SIZE, n_maps=1, seed=0):
         >>> g.shape
         (2, 32, 32)
     """
-    n_pix, n_maps = _check_size(n_pix, "n_pix"), _check_size(n_maps, "n_maps")
+    n_pix, n_maps = check_size(n_pix, "n_pix"), check_size(n_maps, "n_maps")
     seed = check_seed(seed)
     box_size = check_box_size(box_size)
-    k_unique, inverse, _ = _grid(n_pix, box_size)
+    k_unique, inverse, _ = fourier_grid(n_pix, box_size)
     p = np.zeros_like(k_unique)
     p[1:] = as_finite_array(power(k_unique[1:]), "power(k)")
     if np.any(p < 0):
         raise ValueError("power: expected P(k) >= 0")
     sqrt_s = np.sqrt(n_pix**2 * p / box_size**2)[inverse][:, : n_pix // 2 + 1]
-    noise = np.stack([_white_noise(seed, i, n_pix) for i in range(n_maps)])
-    return _colour(noise, sqrt_s)
+    noise = np.stack([white_noise(seed, i, n_pix) for i in range(n_maps)])
+    return colour_noise(noise, sqrt_s)
 
 
 def lognormal_transform(g, variance):
@@ -250,7 +250,7 @@ def log_dark_matter(params, n_pix=N_PIX, seed=0, box_size=BOX_SIZE, indices=None
     """
     params = np.asarray(params, float)
     indices = np.arange(len(params)) if indices is None else np.asarray(indices)
-    k_unique, inverse, _ = _grid(n_pix, box_size)
+    k_unique, inverse, _ = fourier_grid(n_pix, box_size)
     cosmo, which = np.unique(params[:, :2], axis=0, return_inverse=True)
     which = which.ravel()
     s_g, var_g = log_field_spectrum(cosmo[:, 0], cosmo[:, 1], n_pix, box_size)
@@ -259,8 +259,8 @@ def log_dark_matter(params, n_pix=N_PIX, seed=0, box_size=BOX_SIZE, indices=None
     for j in range(len(cosmo)):
         rows = np.flatnonzero(which == j)
         sqrt_s = np.sqrt(s_g[j])[inverse][:, : n_pix // 2 + 1]
-        noise = np.stack([_white_noise(seed, i, n_pix) for i in indices[rows]])
-        g[rows] = _colour(noise, sqrt_s)
+        noise = np.stack([white_noise(seed, i, n_pix) for i in indices[rows]])
+        g[rows] = colour_noise(noise, sqrt_s)
     ln_mcdm = g + mu[which, None, None]
     return g, ln_mcdm
 
@@ -379,7 +379,7 @@ def sample_prior(n, seed=0, latin_hypercube=False):
     Omega_m and sigma_8 uniform, the A's log-uniform. ``latin_hypercube=True``
     stratifies each parameter into n equal-probability bins, as CAMELS's LH set does.
     """
-    n = _check_size(n, "n")
+    n = check_size(n, "n")
     rng = np.random.default_rng(check_seed(seed))
     if latin_hypercube:
         u = (np.argsort(rng.random((6, n)), axis=1).T + rng.random((n, 6))) / n
@@ -396,7 +396,7 @@ def lh_set(n_sims=1000, maps_per_sim=MAPS_PER_SIM, seed=0):
 
     Map i belongs to simulation i // maps_per_sim, as in CMD.
     """
-    maps_per_sim = _check_size(maps_per_sim, "maps_per_sim")
+    maps_per_sim = check_size(maps_per_sim, "maps_per_sim")
     sims = sample_prior(n_sims, seed=seed, latin_hypercube=True)
     return np.repeat(sims, maps_per_sim, axis=0), np.repeat(np.arange(n_sims), maps_per_sim)
 
@@ -407,8 +407,8 @@ def one_p_set(n_values=11, maps_per_sim=MAPS_PER_SIM):
     Returns per-map params (6 * n_values * maps_per_sim, 6) and simulation ids; values are
     linear in Omega_m and sigma_8 and logarithmic in the A's.
     """
-    n_values = _check_size(n_values, "n_values")
-    maps_per_sim = _check_size(maps_per_sim, "maps_per_sim")
+    n_values = check_size(n_values, "n_values")
+    maps_per_sim = check_size(maps_per_sim, "maps_per_sim")
     rows = []
     for j in range(6):
         if LOG_UNIFORM[j]:
@@ -424,15 +424,15 @@ def one_p_set(n_values=11, maps_per_sim=MAPS_PER_SIM):
 
 def cv_set(n_sims=27, maps_per_sim=MAPS_PER_SIM):
     """CV set: the fiducial parameters, n_sims simulations (different seeds via the map index)."""
-    n = _check_size(n_sims, "n_sims") * maps_per_sim
+    n = check_size(n_sims, "n_sims") * maps_per_sim
     return np.tile(FIDUCIAL, (n, 1)), np.repeat(np.arange(n_sims), maps_per_sim)
 
 
 # ---------------------------------------------------------------- exact likelihood
-def _binned_mode_power(y, box_size):
+def binned_mode_power(y, box_size):
     """Fields y (N, n, n) -> (|Y_k|^2 summed per unique |k| (N, K), the FFTs Y_k (N, n, n))."""
     y_k = np.fft.fft2(y)
-    _, inverse, counts = _grid(y.shape[-1], box_size)
+    _, inverse, counts = fourier_grid(y.shape[-1], box_size)
     power = np.abs(y_k) ** 2
     binned = np.zeros((len(y), len(counts)))
     for i in range(len(y)):
@@ -442,7 +442,7 @@ def _binned_mode_power(y, box_size):
 
 def _binned_log_power(y, box_size):
     """ln maps y (N, n, n) -> (|Y_k|^2 summed per unique |k| (N, K), Y_0 (N,), sum of y (N,))."""
-    binned, y_k = _binned_mode_power(y, box_size)
+    binned, y_k = binned_mode_power(y, box_size)
     return binned, y_k[:, 0, 0].real, y.sum(axis=(-2, -1))
 
 
@@ -461,11 +461,11 @@ def log_likelihood(maps, omega_m, sigma_8, box_size=BOX_SIZE, log_maps=False):
         (1, 2)
     """
     maps, single = _check_maps(maps, positive=not log_maps)
-    om, s8 = _check_cosmology(omega_m, sigma_8)
+    om, s8 = check_cosmology(omega_m, sigma_8)
     n = maps.shape[-1]
     y = maps.astype(np.float64) if log_maps else np.log(maps.astype(np.float64))
     binned, y0, sum_y = _binned_log_power(y, box_size)
-    _, _, counts = _grid(n, box_size)
+    _, _, counts = fourier_grid(n, box_size)
     om_f, s8_f = om.ravel(), s8.ravel()
     out = np.empty((len(maps), om_f.size))
     chunk = 2000
@@ -501,7 +501,7 @@ def exact_posterior(map_, n_grid=100, omega_m_range=cosmology.OMEGA_M_RANGE,
     """
     from .inference import GridPosterior
 
-    n_grid = _check_size(n_grid, "n_grid")
+    n_grid = check_size(n_grid, "n_grid")
     if n_grid < 3:
         raise ValueError(f"n_grid: expected at least 3 grid points per parameter, got {n_grid}")
     if np.ndim(map_) != 2:
@@ -527,12 +527,12 @@ def fisher_matrix(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE, step=1e-4):
         >>> bool(np.all(np.linalg.eigvalsh(F) > 0))
         True
     """
-    _check_cosmology(omega_m, sigma_8)
-    n_pix = _check_size(n_pix, "n_pix")
+    check_cosmology(omega_m, sigma_8)
+    n_pix = check_size(n_pix, "n_pix")
     if not step > 0:
         raise ValueError(f"step: expected a finite-difference step > 0, got {step}")
     theta = np.array([omega_m, sigma_8], float)
-    _, _, counts = _grid(n_pix, box_size)
+    _, _, counts = fourier_grid(n_pix, box_size)
     d_ln_s, d_mu = [], []
     for i in range(2):
         pts = np.array([theta, theta])
@@ -578,7 +578,7 @@ def check_fields(fields):
     return fields
 
 
-def _check_cosmology(omega_m, sigma_8):
+def check_cosmology(omega_m, sigma_8):
     om = as_finite_array(omega_m, "omega_m")
     s8 = as_finite_array(sigma_8, "sigma_8")
     check_in_range(om, "omega_m", 0.06, 0.9)
@@ -586,7 +586,7 @@ def _check_cosmology(omega_m, sigma_8):
     return np.broadcast_arrays(om, s8)
 
 
-def _square_maps(maps, name="maps", what="Mcdm maps"):
+def square_maps(maps, name="maps", what="Mcdm maps"):
     """(n, n), (N, n, n) or (N, 1, n, n) finite square maps -> ((N, n, n) array, was it one map)."""
     arr = as_finite_array(maps, name)
     single = arr.ndim == 2
@@ -600,7 +600,7 @@ def _square_maps(maps, name="maps", what="Mcdm maps"):
 
 
 def _check_maps(maps, positive=True):
-    arr, single = _square_maps(maps)
+    arr, single = square_maps(maps)
     if positive and np.any(arr <= 0):
         raise ValueError("maps: expected positive dark-matter densities (the likelihood is of ln map)")
     return arr, single
@@ -628,12 +628,6 @@ def check_n_pix(n_pix, name="n_pix"):
     return int(n_pix)
 
 
-def check_box_size(box_size, name="box_size"):
-    """box_size as a float: one finite side length > 0 in Mpc/h."""
-    arr = as_finite_array(box_size, name)
-    if arr.ndim != 0 or not arr > 0:
-        raise ValueError(f"{name}: expected one finite side length > 0 in Mpc/h, got {box_size!r}")
-    return float(arr)
 
 
 def _check_memory(n_maps, n_channels, n_pix):
@@ -650,10 +644,6 @@ def _check_memory(n_maps, n_channels, n_pix):
             "use a smaller n_pix, or simulate fewer maps per call")
 
 
-def _check_size(n, name):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {n!r}")
-    return int(n)
 
 
 def map_power_spectrum(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE, log_field=False):
@@ -675,9 +665,9 @@ def map_power_spectrum(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE, log_fie
     """
     from .stats import bin_mode_power
 
-    _check_cosmology(omega_m, sigma_8)
-    n_pix = _check_size(n_pix, "n_pix")
-    _, inverse, _ = _grid(n_pix, box_size)
+    check_cosmology(omega_m, sigma_8)
+    n_pix = check_size(n_pix, "n_pix")
+    _, inverse, _ = fourier_grid(n_pix, box_size)
     s_g = log_field_spectrum(float(omega_m), float(sigma_8), n_pix, box_size)[0][inverse]
     if log_field:
         return bin_mode_power(n_pix**2 * s_g, box_size)

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.fft
 
-from cosmonb._checks import as_finite_array, check_ndim
+from cosmonb._checks import as_finite_array, check_box_size, check_ndim
 
 __all__ = [
     "power_spectrum",
@@ -78,13 +78,6 @@ def _check_maps(maps, name: str) -> np.ndarray:
     return arr
 
 
-def _check_box_size(box_size) -> float:
-    arr = as_finite_array(box_size, "box_size")
-    if arr.ndim != 0:
-        raise ValueError(f"box_size: expected one number (side of the map in Mpc/h), got shape {arr.shape}")
-    if not arr > 0:
-        raise ValueError(f"box_size: expected a positive side length in Mpc/h, got {float(arr)}")
-    return float(arr)
 
 
 # ----------------------------------------------------------------------------
@@ -211,7 +204,7 @@ def power_spectrum(maps, box_size=25.0, *, normalize=True):
         ((45,), (10, 45), 1.207)
     """
     arr = _check_maps(maps, "maps")
-    return _spectra(arr, None, _check_box_size(box_size), bool(normalize))
+    return _spectra(arr, None, check_box_size(box_size), bool(normalize))
 
 
 def cross_power_spectrum(a, b, box_size=25.0, *, normalize=True):
@@ -250,7 +243,7 @@ def cross_power_spectrum(a, b, box_size=25.0, *, normalize=True):
     arr_b = _check_maps(b, "b")
     if arr_a.shape != arr_b.shape:
         raise ValueError(f"b: expected the same shape as a {tuple(arr_a.shape)}, got {tuple(arr_b.shape)}")
-    return _spectra(arr_a, arr_b, _check_box_size(box_size), bool(normalize))
+    return _spectra(arr_a, arr_b, check_box_size(box_size), bool(normalize))
 
 
 def power_spectrum_bins(n, box_size=25.0):
@@ -274,7 +267,7 @@ def power_spectrum_bins(n, box_size=25.0):
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n: expected an integer number of pixels >= 2, got {n!r}")
-    binning = _binning(int(n), _check_box_size(box_size))
+    binning = _binning(int(n), check_box_size(box_size))
     return binning.k.copy(), binning.n_modes.copy()
 
 
@@ -296,7 +289,7 @@ def bin_mode_power(mode_power, box_size=25.0):
     n = arr.shape[-1]
     if arr.shape[-2] != n:
         raise ValueError(f"mode_power: expected a square grid, got {arr.shape[-2:]}")
-    binning = _binning(n, _check_box_size(box_size))
+    binning = _binning(n, check_box_size(box_size))
     pk = _binned(arr[..., : n // 2 + 1], binning)
     return binning.k.copy(), pk[0] if single else pk
 

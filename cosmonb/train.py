@@ -43,6 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoints, runtime
+from ._checks import check_float, check_int
 
 __all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "CheckpointError"]
 
@@ -156,22 +157,8 @@ class History:
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return int(value)
 
 
-def _check_float(value, name: str, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name}: expected a number > 0, got {value}")
-    if not positive and value < 0:
-        raise ValueError(f"{name}: expected a number >= 0, got {value}")
-    return float(value)
 
 
 def _check_data(data, name: str) -> None:
@@ -515,7 +502,7 @@ def evaluate(model: nn.Module, loss_fn: Callable, data, *, device=None) -> float
     if not callable(loss_fn):
         raise ValueError(f"loss_fn: expected a callable (model, batch) -> scalar tensor, got {type(loss_fn).__name__}")
     _check_data(data, "data")
-    dev = runtime._select_device(device, "device")
+    dev = runtime.select_device(device, "device")
     model.to(dev)
     mean, _ = _run_epoch(model, loss_fn, _epoch_batches(data, 1, "data"), dev, 1, name="data")
     return mean
@@ -591,16 +578,16 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
     _check_data(train_data, "train_data")
     if val_data is not None:
         _check_data(val_data, "val_data")
-    epochs = _check_int(epochs, "epochs", 1)
-    lr = _check_float(lr, "lr", positive=True)
-    checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 1)
+    epochs = check_int(epochs, "epochs", 1)
+    lr = check_float(lr, "lr", positive=True)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
     if patience is not None:
-        patience = _check_int(patience, "patience", 1)
+        patience = check_int(patience, "patience", 1)
         if val_data is None:
             raise ValueError("patience: early stopping watches the validation loss, so it needs val_data")
-    min_delta = _check_float(min_delta, "min_delta", positive=False)
+    min_delta = check_float(min_delta, "min_delta", positive=False)
     if clip_grad is not None:
-        clip_grad = _check_float(clip_grad, "clip_grad", positive=True)
+        clip_grad = check_float(clip_grad, "clip_grad", positive=True)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback: expected a callable (epoch, history), got {type(callback).__name__}")
     if checkpoint is not None:
@@ -611,7 +598,7 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
             raise ValueError(f"checkpoint: {checkpoint} is a directory; give a file path such as run.pt")
     if seed is not None:
         runtime.seed_everything(seed)
-    dev = runtime._select_device(device, "device")
+    dev = runtime.select_device(device, "device")
 
     # ---- set up
     model.to(dev)

@@ -59,7 +59,7 @@ def test_power_law_fisher_matches_monte_carlo_of_exact_score():
 def test_power_law_likelihood_matches_brute_force_gaussian():
     n, box, a, b = 4, 25.0, 0.7, 0.9
     field = PowerLawSimulator(n, box)([[a, b]], seed=2)[0, 0].astype(float)
-    k_unique, inverse, _ = sims._grid(n, box)
+    k_unique, inverse, _ = sims.fourier_grid(n, box)
     s = np.where(inverse == 0, 0.0, n**2 * a * np.where(inverse == 0, 1.0, k_unique[inverse]) ** -b / box**2)
     # circulant pixel covariance C_xy = 1/n^2 sum_k S_k exp(i k.(x - y)); DC eigenvalue 0
     cov = np.real(np.fft.ifft2(s)).ravel()

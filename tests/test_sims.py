@@ -59,7 +59,7 @@ def test_log_field_has_the_spectrum_it_claims():
     params = np.tile(sims.FIDUCIAL, (300, 1))
     g, _ = sims.log_dark_matter(params, n_pix=n, seed=2)
     power = np.abs(np.fft.fft2(g)) ** 2 / n**2
-    _, inverse, counts = sims._grid(n, sims.BOX_SIZE)
+    _, inverse, counts = sims.fourier_grid(n, sims.BOX_SIZE)
     measured = np.bincount(inverse.ravel(), power.mean(0).ravel()) / counts
     s_g, var_g = sims.log_field_spectrum(0.3, 0.8, n_pix=n)
     # each bin averages 300 * counts chi^2_2-ish modes: a few percent scatter

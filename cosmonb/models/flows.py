@@ -42,6 +42,7 @@ from zuko.transforms import DependentTransform, MonotonicRQSTransform
 
 from .. import checkpoints
 from .. import train as _train
+from .._checks import check_float
 
 __all__ = [
     "BatchNormTransform", "DensityFlow", "nll_loss", "make_batches", "fit_flow",
@@ -420,7 +421,7 @@ def fit_flow(model: DensityFlow, x, c=None, x_val=None, c_val=None, *, epochs: i
     if set_normaliser:
         model.set_normaliser(x, c)
     train_batches = make_batches(x, c, batch_size=batch_size, seed=seed)
-    lr = _train._check_float(lr, "lr", positive=True)  # lr reaches fit through the optimizer factory
+    lr = check_float(lr, "lr", positive=True)  # lr reaches fit through the optimizer factory
     optimizer = partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay)
     scheduler = partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs, eta_min=lr / 50)
     return _train.fit(model, nll_loss, train_batches, val, epochs=epochs, optimizer=optimizer,

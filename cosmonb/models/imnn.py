@@ -78,7 +78,7 @@ from torch.nn import functional as F
 
 from .. import checkpoints
 from ..fisher import MAX_CONDITION, SummaryStatistics, check_step, summary_statistics
-from ..train import _check_int
+from .._checks import check_int
 
 __all__ = ["IMNN", "imnn_loss", "regularisation_rate", "make_simulation_set", "train_imnn", "measure_saturation",
            "summary_statistics_of", "IMNNCompressor", "IMNNTraining", "save_imnn", "load_imnn",
@@ -121,7 +121,7 @@ class IMNN(nn.Module):
         super().__init__()
         for name, value in (("n_params", n_params), ("in_channels", in_channels), ("hidden", hidden),
                             ("convs_per_level", convs_per_level)):
-            _check_int(value, name, 1)
+            check_int(value, name, 1)
         widths = tuple(int(w) for w in widths)
         if not widths or any(w < 1 for w in widths):
             raise ValueError(f"widths: expected a non-empty list of positive channel counts, got {widths}")
@@ -349,8 +349,8 @@ def make_simulation_set(simulator, theta_fid, delta, n_s: int, n_d: int, seed: i
     """
     theta = np.asarray(theta_fid, float).ravel()
     step = check_step(delta, len(theta))
-    _check_int(n_s, "n_s", 3)
-    _check_int(n_d, "n_d", 1)
+    check_int(n_s, "n_s", 3)
+    check_int(n_d, "n_d", 1)
     fid = simulator(np.tile(theta, (n_s, 1)), seed, np.arange(n_s))
     idx = np.arange(n_s, n_s + n_d)
     plus, minus = [], []
@@ -425,7 +425,7 @@ def measure_saturation(model, simulator, theta_fid, delta, reference_fisher, *, 
     ``saturation_paired``, ``stderr_paired`` and ``score_saturation`` (det F_score /
     det F_reference, 1 up to noise) with ``exact_score``.
     """
-    _check_int(n_batches, "n_batches (for the jackknife)", 2)
+    check_int(n_batches, "n_batches (for the jackknife)", 2)
     theta = np.asarray(theta_fid, float).ravel()
     step = check_step(delta, len(theta))
     ref = float(np.linalg.det(np.asarray(reference_fisher, float)))
@@ -568,8 +568,8 @@ def warmup_cosine(epochs: int, warmup: int | None = None, floor: float = 0.01):
         >>> round(f(0), 3), round(f(9), 3), round(f(99), 3)
         (0.1, 0.98, 0.01)
     """
-    _check_int(epochs, "epochs", 1)
-    warmup = min(epochs, 50, max(5, epochs // 10)) if warmup is None else _check_int(warmup, "warmup", 1)
+    check_int(epochs, "epochs", 1)
+    warmup = min(epochs, 50, max(5, epochs // 10)) if warmup is None else check_int(warmup, "warmup", 1)
 
     def factor(e: int) -> float:
         return min(1.0, (e + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs)))
