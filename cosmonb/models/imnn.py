@@ -231,11 +231,12 @@ class IMNN(nn.Module):
             # the read-out's input: the standardised features (skip) or the last hidden layer
             pre = (lambda z: z) if self.skip is not None else self.head[:-1]
 
-            def h_of(maps):
-                return pre((self.features(maps) - self.feature_shift) / self.feature_scale).double()
+            def h_of(features):
+                return pre((features - self.feature_shift) / self.feature_scale).double()
 
-            h = h_of(x)
-            dh = (h_of(plus.flatten(0, 1)) - h_of(minus.flatten(0, 1))).reshape(p, n_d, -1).mean(1)
+            h = h_of(feat)  # the fiducial features computed above
+            dh = (h_of(self.features(plus.flatten(0, 1))) - h_of(self.features(minus.flatten(0, 1)))
+                  ).reshape(p, n_d, -1).mean(1)
             dmu = dh / (2 * step[:, None])  # (P, H)
             cov = torch.cov(h.T)
             # ridge: a tenth of the mean variance. Without it C^-1 leans on fine cancellations between
