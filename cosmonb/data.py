@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import os
 import re
@@ -43,6 +42,7 @@ from tqdm.auto import tqdm
 
 from . import sims as _sims
 from ._checks import as_finite_array, check_ndim
+from .runtime import atomic_path  # temp file named by PID; a killed writer's orphan goes at the next write
 
 __all__ = [
     "PARAM_NAMES", "CMD_FIELDS", "MAPS_PER_SIM", "SNAPSHOT_REDSHIFTS",
@@ -100,27 +100,6 @@ class CorruptFileError(OSError):
 # ----------------------------------------------------------------------------
 # small helpers
 # ----------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _atomic_output(path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as fh:  # make the data durable before the rename
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a cache should be readable like any other
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def _check_int(x, name, low=None):
@@ -715,7 +694,7 @@ def write_subfind(path, stellar_mass, total_mass, position, group_mass=None,
         raise ValueError("group_mass, group_m200c: expected the same length")
     box_size = float(as_finite_array(box_size, "box_size"))
 
-    with _atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             hdr = f.create_group("Header")
             hdr.attrs["BoxSize"] = box_size * KPC_PER_MPC
@@ -1162,7 +1141,7 @@ def save_cache(path, maps, params, attrs: dict | None = None) -> None:
         dtype = np.dtype(np.float32)
     step = _chunk_len(int(np.prod(shape[1:])) * dtype.itemsize)
 
-    with _atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["cosmonb_format"] = 1
             f.attrs[_ATTRS_KEY] = attrs_json
