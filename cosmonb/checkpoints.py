@@ -17,6 +17,10 @@ train-or-load cell of a notebook reads
         ckpt = load_pretrained("glow_hi")   # raises with instructions if missing
         model = load_weights(Glow(**ckpt["config"]), ckpt)   # names any mismatched tensor
 
+or, for any model registered with ``cosmonb.models.base.register_model``, the
+two generic calls :func:`save_model` / :func:`load_model`, which store the
+model's registry name and ``config`` and rebuild it from them.
+
 Keep each checkpoint under ~5 MB and all of them under ~30 MB (a warning
 fires otherwise).
 
@@ -49,7 +53,7 @@ from torch import nn
 
 from . import runtime
 
-__all__ = ["save_pretrained", "load_pretrained", "load_weights", "state_dict_mismatches", "format_mismatches",
+__all__ = ["save_model", "load_model", "save_pretrained", "load_pretrained", "load_weights", "state_dict_mismatches", "format_mismatches",
            "pretrained_available", "read_manifest", "PretrainedError", "PretrainedMissingError",
            "PRETRAINED_DIR"]
 
@@ -404,3 +408,73 @@ def pretrained_available(name: str, directory=None) -> bool:
     except ValueError:
         return False
     return isinstance(entry, dict) and entry.get("size_bytes") == path.stat().st_size
+
+
+# --------------------------------------------------------------------------- any registered model
+_RESERVED = ("kind", "model")
+
+
+def save_model(name: str, model: nn.Module, *, metrics: dict | None = None, command: str, seconds: float,
+               normaliser: dict | None = None, extra: dict | None = None, directory=None, device=None) -> Path:
+    """Save a registered model (:mod:`cosmonb.models.base`) with :func:`save_pretrained`.
+
+    The stored config is ``{"kind": <registry name>, "model": model.config, **extra}``,
+    so :func:`load_model` rebuilds the model without being told its class.
+    ``normaliser`` (default: ``model.normaliser()`` if the model has one) and
+    ``extra`` (more JSON-like provenance, e.g. the simulator's config) are
+    stored beside it. Returns the path.
+
+    Example:
+        >>> import tempfile
+        >>> from cosmonb.models.flows import DensityFlow
+        >>> d, flow = tempfile.mkdtemp(), DensityFlow(1, transforms=1, bins=4)
+        >>> _ = save_model("tiny_flow", flow, metrics={"nll": 1.0}, command="doctest", seconds=0.0, directory=d)
+        >>> back, ckpt = load_model("tiny_flow", directory=d)
+        >>> type(back).__name__, ckpt["config"]["kind"], torch.equal(back.sample(3, seed=0), flow.sample(3, seed=0))
+        ('DensityFlow', 'density_flow', True)
+    """
+    from .models.base import model_name
+
+    kind = model_name(model)
+    extra = {} if extra is None else extra
+    if not isinstance(extra, Mapping) or any(k in extra for k in _RESERVED):
+        raise ValueError(f"extra: expected a dict without the keys {_RESERVED}, got {extra!r}")
+    if normaliser is None and callable(getattr(model, "normaliser", None)):
+        normaliser = model.normaliser()
+    config = {"kind": kind, "model": model.config, **extra}
+    return save_pretrained(name, config, model.state_dict(), normaliser, {} if metrics is None else metrics,
+                           command, seconds, directory, device=device)
+
+
+def load_model(name: str, directory=None, *, kind: str | None = None, map_location="cpu"):
+    """Load a saved model (sha256-checked) and rebuild it; returns ``(model in eval mode, checkpoint)``.
+
+    The class comes from the checkpoint's ``config["kind"]`` (its registry
+    name). Files written before :func:`save_model` existed carry no kind:
+    pass ``kind`` (e.g. ``"density_flow"``); their model config is
+    ``config["model"]`` if present, else the config itself without ``"extra"``.
+    A missing or corrupt file, an unknown kind or a shape mismatch raises;
+    nothing falls back to training.
+    """
+    from .models.base import build_model
+
+    ckpt = load_pretrained(name, directory, map_location=map_location)
+    config = ckpt["config"]
+    saved_kind = config.get("kind") if isinstance(config, dict) else None
+    if saved_kind is not None and kind is not None and saved_kind != kind:
+        raise PretrainedError(f"pretrained checkpoint {name!r} holds a {saved_kind!r} model, not {kind!r}")
+    kind = saved_kind or kind
+    if kind is None:
+        raise PretrainedError(f"pretrained checkpoint {name!r} does not record its model kind (written "
+                              "before save_model); pass kind=..., e.g. load_model(name, kind='density_flow')")
+    if isinstance(config.get("model"), dict):
+        model_config = dict(config["model"])
+    else:
+        model_config = {k: v for k, v in config.items() if k not in ("extra", "kind")}
+    try:
+        model = build_model(kind, model_config)
+    except (KeyError, ValueError) as err:
+        raise PretrainedError(f"pretrained checkpoint {name!r}: cannot rebuild the model ({err})") from err
+    load_weights(model, ckpt)  # a shape mismatch names the file and the tensors
+    model.eval()
+    return model, ckpt

@@ -395,8 +395,9 @@ class Delfi:
         simulate + compress -> train q(t | theta) on all pairs so far -> posterior
         p(theta | t_obs) proportional to q(t_obs | theta) p(theta) on an n_grid^2 grid.
 
-    q is a conditional masked autoregressive flow (``zuko.flows.MAF``) trained
-    with ``cosmonb.train.fit`` by maximum likelihood, with early stopping on a
+    q is a conditional masked autoregressive flow
+    (:class:`cosmonb.models.flows.ConditionalMAF`, zuko's ``MAF``) trained with
+    ``cosmonb.train.fit`` (through its ``loss``) by maximum likelihood, with early stopping on a
     held-out 10%. A likelihood estimate is valid whatever the proposal, so
     every round retrains on all simulations run so far.
 
@@ -441,32 +442,28 @@ class Delfi:
         return th, tt
 
     def _train(self):
-        import zuko
-
+        from .models.flows import ConditionalMAF
         from .train import fit
 
         torch.manual_seed(self.seed + 7919 * len(self.sims_per_round))
-        self.flow = zuko.flows.MAF(features=self.prior.dim, context=self.prior.dim,
-                                   transforms=self.transforms, hidden_features=(self.hidden, self.hidden))
+        self.flow = ConditionalMAF(features=self.prior.dim, context=self.prior.dim,
+                                   transforms=self.transforms, hidden=(self.hidden, self.hidden))
         th, tt = self._standardise(self.theta, self.summaries)
         rng = np.random.default_rng([self.seed, len(self.sims_per_round)])
         perm = rng.permutation(len(th))
         n_val = max(len(th) // 10, 1)
         val, train = perm[:n_val], perm[n_val:]
-        val_data = [(th[val], tt[val])]
+        val_data = [(tt[val], th[val])]  # (x, cond): q(t | theta)
         batch = self.batch_size
 
         def train_data(epoch):
             order = train[np.random.default_rng([self.seed, len(self.sims_per_round), epoch]).permutation(len(train))]
-            return [(th[order[i:i + batch]], tt[order[i:i + batch]]) for i in range(0, len(order), batch)]
-
-        def loss_fn(flow, b):
-            return -flow(b[0]).log_prob(b[1]).mean()
+            return [(tt[order[i:i + batch]], th[order[i:i + batch]]) for i in range(0, len(order), batch)]
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a tiny MLP: extra threads only add overhead
         try:
-            self.history = fit(self.flow, loss_fn, train_data, val_data, epochs=self.epochs, lr=self.lr,
+            self.history = fit(self.flow, None, train_data, val_data, epochs=self.epochs, lr=self.lr,
                                patience=self.patience, device="cpu", progress=self.progress)
         finally:
             torch.set_num_threads(threads)
@@ -477,7 +474,7 @@ class Delfi:
             raise RuntimeError("Delfi: no flow trained yet; call run() first")
         th, tt = self._standardise(np.atleast_2d(theta), np.broadcast_to(observed, np.atleast_2d(theta).shape))
         with torch.no_grad():
-            return self.flow(th).log_prob(tt).double().numpy()
+            return self.flow.log_prob(tt, th).double().numpy()
 
     def posterior(self, observed) -> GridPosterior:
         """The current posterior of ``observed`` on the prior's n_grid^2 grid (flat prior)."""
@@ -603,10 +600,12 @@ def train_preset(name: str, stage: str = "full", *, theta_fid=None, init_model=N
     else:
         model = imnn.IMNN(n_params=2, in_channels=1, **preset["model"])
     reference = sim.fisher(theta)
-    training = imnn.train_imnn(model, sim, theta, delta, n_s=cfg["n_s"], n_d=cfg["n_d"], epochs=cfg["epochs"],
-                               lr=cfg["lr"], lam=cfg.get("lam", 10.0), n_s_val=cfg["n_s_val"], n_d_val=cfg["n_d_val"],
-                               exact_score=sim.score, seed=seed, progress=progress,
-                               device="cpu", initialise=init_model is None)
+    from .recipes.imnn import train_imnn
+
+    training = train_imnn(model, sim, theta, delta, n_s=cfg["n_s"], n_d=cfg["n_d"], epochs=cfg["epochs"],
+                          lr=cfg["lr"], lam=cfg.get("lam", 10.0), n_s_val=cfg["n_s_val"], n_d_val=cfg["n_d_val"],
+                          exact_score=sim.score, seed=seed, progress=progress,
+                          device="cpu", initialise=init_model is None)
     test_cfg = preset["quick_test" if stage == "quick" else "test"]
     measured = imnn.measure_saturation(model, sim, theta, delta, reference, n_s=test_cfg["n_s"],
                                        n_d=test_cfg["n_d"], seed=test_seed, exact_score=sim.score)

@@ -257,7 +257,7 @@ def test_initialise_with_derivatives_starts_from_the_score_compression_of_the_fe
     sim = PowerLawSimulator(16)
     theta, delta = np.array([1.0, 0.5]), np.array([0.05, 0.05])
     test = imnn.make_simulation_set(sim, theta, delta, 1000, 250, seed=5)
-    exact = fi.summary_statistics(*imnn._exact_scores_of_set(sim.score, test, theta), delta, theta).det_fisher
+    exact = fi.summary_statistics(*imnn.exact_scores_of_set(sim.score, test, theta), delta, theta).det_fisher
     for seed in range(4):
         init = imnn.make_simulation_set(sim, theta, delta, 100, 50, seed=100 + seed)
         torch.manual_seed(seed)

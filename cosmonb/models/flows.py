@@ -28,7 +28,6 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from functools import partial
 
@@ -40,15 +39,25 @@ from torch.distributions import Transform, constraints
 from zuko.lazy import Flow, LazyTransform, UnconditionalDistribution
 from zuko.transforms import DependentTransform, MonotonicRQSTransform
 
-from .. import checkpoints
-from .. import train as _train
-from .._checks import check_float
+from .base import Model, register_model, seeded_rng
 
 __all__ = [
-    "BatchNormTransform", "DensityFlow", "nll_loss", "make_batches", "fit_flow",
-    "per_sample_nll", "per_sample_parts", "save_flow", "load_flow", "recall_at_fpr",
-    "spline_knots", "PRESETS",
+    "BatchNormTransform", "DensityFlow", "ConditionalMAF", "nll_loss", "make_batches",
+    "per_sample_nll", "per_sample_parts", "recall_at_fpr", "spline_knots", "check_rows", "PRESETS",
 ]
+
+#: Training and checkpoint helpers that moved to :mod:`cosmonb.recipes.flows` (models do not
+#: import ``train`` or ``checkpoints``); still reachable as ``flows.fit_flow`` etc. for notebooks.
+_MOVED = {"fit_flow": "cosmonb.recipes.flows", "save_flow": "cosmonb.recipes.flows",
+          "load_flow": "cosmonb.recipes.flows"}
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: The shipped flows of notebook 02: model config and training settings. The
 #: notebook (TRAIN=True) and ``bench/flows.py --train`` both use them.
@@ -142,7 +151,7 @@ class BatchNormTransform(LazyTransform):
 
 
 # --------------------------------------------------------------------------- the flow
-def _as_tensor(x, name, features, dtype=torch.float32, device=None):
+def check_rows(x, name, features, dtype=torch.float32, device=None):
     """x as a finite float tensor of shape (N, features); ValueError naming ``name`` otherwise."""
     if not isinstance(x, torch.Tensor):
         try:
@@ -162,21 +171,8 @@ def _as_tensor(x, name, features, dtype=torch.float32, device=None):
     return x
 
 
-@contextlib.contextmanager
-def _seeded(seed, device):
-    """Seed torch with ``seed`` inside the block; the random state of the CPU (and of ``device``,
-    if an accelerator) is restored on exit, even on error. ``seed=None`` does nothing."""
-    if seed is None:
-        yield
-        return
-    accelerator = device.type != "cpu"
-    with torch.random.fork_rng(devices=[device.index or 0] if accelerator else [],
-                               device_type=device.type if accelerator else "cuda"):
-        torch.manual_seed(int(seed))
-        yield
-
-
-class DensityFlow(nn.Module):
+@register_model("density_flow")
+class DensityFlow(Model):
     r"""A (conditional) neural spline flow in data units: standardise, then zuko splines.
 
     ``ln q(x | c) = ln q_std((x - shift) / scale | c_std) - sum(ln scale)``.
@@ -199,7 +195,11 @@ class DensityFlow(nn.Module):
         >>> flow = DensityFlow(1, transforms=2, bins=4, batch_norm=True)
         >>> flow.config["batch_norm"], sum(p.numel() for p in flow.parameters())
         (True, 26)
+        >>> flow.log_prob_kind, flow.loss(torch.randn(8, 1)).shape
+        ('exact', torch.Size([]))
     """
+
+    log_prob_kind = "exact"
 
     def __init__(self, features: int, context: int = 0, transforms: int = 3, bins: int = 8,
                  hidden=(64, 64), batch_norm: bool = False, bound: float = 5.0,
@@ -247,11 +247,11 @@ class DensityFlow(nn.Module):
 
     def set_normaliser(self, x, c=None) -> None:
         """Standardise with the mean and std of the training data ``x`` (and ``c``)."""
-        x = _as_tensor(x, "x", self.features)
+        x = check_rows(x, "x", self.features)
         self.x_shift.copy_(x.mean(0))
         self.x_scale.copy_(x.std(0).clamp_min(1e-6))
         if self.context:
-            c = _as_tensor(c, "c", self.context)
+            c = check_rows(c, "c", self.context)
             self.c_shift.copy_(c.mean(0))
             self.c_scale.copy_(c.std(0).clamp_min(1e-6))
 
@@ -267,16 +267,22 @@ class DensityFlow(nn.Module):
             return None
         if c is None:
             raise ValueError(f"c: this flow is conditional; pass c of shape (N, {self.context})")
-        c = _as_tensor(c, "c", self.context, device=self.x_shift.device)
+        c = check_rows(c, "c", self.context, device=self.x_shift.device)
         if n is not None and c.shape[0] not in (1, n):
             raise ValueError(f"c: expected 1 or {n} rows, got {c.shape[0]}")
         if n is not None and c.shape[0] == 1 and n > 1:
             c = c.expand(n, -1)
         return (c - self.c_shift) / self.c_scale
 
-    def log_prob(self, x, c=None) -> torch.Tensor:
-        """ln q(x | c) per row, in data units (nats per unit volume of x), shape (N,)."""
-        x = _as_tensor(x, "x", self.features, device=self.x_shift.device)
+    def loss(self, batch) -> torch.Tensor:
+        """Mean negative log-likelihood of a batch: ``x``, ``(x,)`` or ``(x, c)``."""
+        x, c = _split_batch(batch)
+        return -self.log_prob(x, c).mean()
+
+    def log_prob(self, x, cond=None, *, c=None) -> torch.Tensor:
+        """ln q(x | c) per row, in data units (nats per unit volume of x), shape (N,) (``c``: alias of ``cond``)."""
+        c = _alias(cond, c)
+        x = check_rows(x, "x", self.features, device=self.x_shift.device)
         cs = self._context(c, len(x))
         u = (x - self.x_shift) / self.x_scale
         return self.flow(cs).log_prob(u) - torch.log(self.x_scale).sum()
@@ -294,7 +300,7 @@ class DensityFlow(nn.Module):
         """
         if self._config["order"] != "fixed" or self.features < 2:
             raise ValueError("log_prob_parts: needs a flow with features >= 2 and order='fixed'")
-        x = _as_tensor(x, "x", self.features, device=self.x_shift.device)
+        x = check_rows(x, "x", self.features, device=self.x_shift.device)
         cs = self._context(c, len(x))
         was_training = self.training
         self.eval()
@@ -315,14 +321,15 @@ class DensityFlow(nn.Module):
         return log_marg, joint - log_marg
 
     @torch.no_grad()
-    def sample(self, n: int, c=None, seed: int | None = None) -> torch.Tensor:
-        """n samples (n, features) in data units; ``c`` of shape (1, C) or (n, C)."""
+    def sample(self, n: int, cond=None, *, seed: int | None = None, c=None) -> torch.Tensor:
+        """n samples (n, features) in data units; ``cond`` (alias ``c``) of shape (1, C) or (n, C)."""
+        c = _alias(cond, c)
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n: expected a positive integer, got {n!r}")
         was_training = self.training
         self.eval()
         try:
-            with _seeded(seed, self.x_shift.device):
+            with seeded_rng(seed, self.x_shift.device):
                 cs = self._context(c, int(n))
                 shape = () if cs is not None else (int(n),)
                 u = self.flow(cs).sample(shape)
@@ -336,12 +343,26 @@ class DensityFlow(nn.Module):
 
 # --------------------------------------------------------------------------- training
 def nll_loss(model: DensityFlow, batch) -> torch.Tensor:
-    """Mean negative log-likelihood of a batch: ``x`` or ``(x, c)`` (the loss for ``fit``)."""
+    """``model.loss(batch)``: the mean negative log-likelihood (kept as a ``loss_fn`` for ``fit``)."""
+    return model.loss(batch)
+
+
+def _split_batch(batch):
+    """``x``, ``(x,)`` or ``(x, c)`` -> ``(x, c or None)``."""
     if isinstance(batch, (tuple, list)):
-        x, c = batch
-    else:
-        x, c = batch, None
-    return -model.log_prob(x, c).mean()
+        if len(batch) == 1:
+            return batch[0], None
+        if len(batch) == 2:
+            return batch[0], batch[1]
+        raise ValueError(f"batch: expected x, (x,) or (x, c), got a sequence of {len(batch)} items")
+    return batch, None
+
+
+def _alias(cond, c):
+    """The conditioning variable passed as ``cond`` or by its old name ``c`` (not both)."""
+    if cond is not None and c is not None:
+        raise ValueError("cond, c: pass the conditioning variable once (c is an alias of cond)")
+    return cond if cond is not None else c
 
 
 def make_batches(x, c=None, batch_size: int = 512, seed: int = 0, shuffle: bool = True):
@@ -385,50 +406,6 @@ def make_batches(x, c=None, batch_size: int = 512, seed: int = 0, shuffle: bool 
     return batches
 
 
-def fit_flow(model: DensityFlow, x, c=None, x_val=None, c_val=None, *, epochs: int, lr: float = 1e-3,
-             batch_size: int = 512, patience: int | None = None, seed: int = 0, progress: bool = False,
-             checkpoint=None, weight_decay: float = 0.0, clip_grad: float | None = 5.0,
-             set_normaliser: bool = True):
-    """Train ``model`` by maximum likelihood with :func:`cosmonb.train.fit`; returns its History.
-
-    Adam with a cosine learning-rate decay over ``epochs``; ``patience``
-    (needs validation data) stops early and restores the best weights.
-    The standardisation is fitted to ``x`` (and ``c``) first unless
-    ``set_normaliser=False`` (e.g. when resuming).
-
-    Example:
-        >>> _ = torch.manual_seed(0); x = torch.randn(256, 1) * 0.5 + 9.0
-        >>> flow = DensityFlow(1, transforms=1, bins=4)
-        >>> h = fit_flow(flow, x, epochs=3, batch_size=64)
-        >>> h.epochs
-        3
-    """
-    if not isinstance(model, DensityFlow):
-        raise ValueError(f"model: expected a DensityFlow, got {type(model).__name__}")
-    x = _as_tensor(x, "x", model.features)
-    if model.context:
-        c = _as_tensor(c, "c", model.context)
-        if len(c) != len(x):
-            raise ValueError(f"c: expected {len(x)} rows like x, got {len(c)}")
-    elif c is not None:
-        raise ValueError("c: this flow is unconditional (context=0); pass c=None")
-    val = None
-    if x_val is not None:
-        x_val = _as_tensor(x_val, "x_val", model.features)
-        if model.context:
-            c_val = _as_tensor(c_val, "c_val", model.context)
-        val = make_batches(x_val, c_val, batch_size=max(4096, batch_size), shuffle=False)(0)
-    if set_normaliser:
-        model.set_normaliser(x, c)
-    train_batches = make_batches(x, c, batch_size=batch_size, seed=seed)
-    lr = check_float(lr, "lr", positive=True)  # lr reaches fit through the optimizer factory
-    optimizer = partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay)
-    scheduler = partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs, eta_min=lr / 50)
-    return _train.fit(model, nll_loss, train_batches, val, epochs=epochs, optimizer=optimizer,
-                      scheduler=scheduler, patience=patience, clip_grad=clip_grad, seed=seed,
-                      progress=progress, checkpoint=checkpoint)
-
-
 # --------------------------------------------------------------------------- evaluation
 def _batched(model: DensityFlow, fn, x, c, batch_size: int):
     """Evaluate ``fn(x_batch, c_batch) -> tensor or tuple of tensors`` in batches, in eval mode.
@@ -439,9 +416,9 @@ def _batched(model: DensityFlow, fn, x, c, batch_size: int):
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    x = _as_tensor(x, "x", model.features)
+    x = check_rows(x, "x", model.features)
     if c is not None and model.context:  # (an unconditional model refuses c itself)
-        c = _as_tensor(c, "c", model.context)
+        c = check_rows(c, "c", model.context)
         if len(c) not in (1, len(x)):
             raise ValueError(f"c: expected 1 or {len(x)} rows, got {len(c)}")
     per_row = c is not None and len(c) == len(x)
@@ -543,30 +520,75 @@ def spline_knots(model: DensityFlow, layer: int = 0, feature: int = 0, c=None):
     return h.detach().cpu().numpy(), v.detach().cpu().numpy(), d.detach().cpu().numpy()
 
 
-# --------------------------------------------------------------------------- checkpoints
-def save_flow(name: str, model: DensityFlow, metrics: dict, command: str, seconds: float,
-              directory=None, extra_config: dict | None = None):
-    """Save a flow with :func:`cosmonb.checkpoints.save_pretrained` (config + weights + normaliser)."""
-    if not isinstance(model, DensityFlow):
-        raise ValueError(f"model: expected a DensityFlow, got {type(model).__name__}")
-    config = model.config
-    if extra_config:
-        config["extra"] = dict(extra_config)
-    # save_pretrained copies the tensors to the CPU and records the device they were trained on
-    return checkpoints.save_pretrained(name, config, model.state_dict(), model.normaliser(), metrics,
-                                       command, seconds, directory)
 
 
-def load_flow(name: str, directory=None):
-    """Load a shipped flow (sha256-checked); returns ``(model in eval mode, checkpoint dict)``.
+# --------------------------------------------------------------------------- zuko's MAF
+@register_model("conditional_maf")
+class ConditionalMAF(Model):
+    r"""A masked autoregressive flow (zuko's ``MAF``, affine layers) on standardised data.
 
-    A missing or corrupt file raises (see :func:`cosmonb.checkpoints.load_pretrained`);
-    there is no silent retraining.
+    ``ln q(x | c)`` exactly, by the change of variables through ``transforms``
+    affine autoregressive layers (Papamakarios et al. 2017). No
+    standardisation is built in: DELFI (:mod:`cosmonb.sbi_tools`) feeds it
+    standardised parameters and summaries. ``loss`` is the mean negative
+    log-likelihood of a batch ``x`` or ``(x, c)``.
+
+    Example:
+        >>> maf = ConditionalMAF(features=2, context=2, transforms=2, hidden=(8, 8))
+        >>> x, c = torch.randn(5, 2), torch.randn(5, 2)
+        >>> maf.log_prob(x, c).shape, maf.sample(3, c[:1], seed=0).shape
+        (torch.Size([5]), torch.Size([3, 2]))
     """
-    ckpt = checkpoints.load_pretrained(name, directory)
-    config = dict(ckpt["config"])
-    config.pop("extra", None)
-    model = DensityFlow(**config)
-    checkpoints.load_weights(model, ckpt)  # a shape mismatch names the file and the tensors
-    model.eval()
-    return model, ckpt
+
+    log_prob_kind = "exact"
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, hidden=(64, 64)):
+        super().__init__()
+        for name, v, low in (("features", features, 1), ("context", context, 0), ("transforms", transforms, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {v!r}")
+        hidden = tuple(int(h) for h in hidden)
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden: expected positive layer widths, got {hidden}")
+        self.features, self.context = int(features), int(context)
+        self._config = {"features": self.features, "context": self.context, "transforms": int(transforms),
+                        "hidden": list(hidden)}
+        self.flow = zuko.flows.MAF(features=self.features, context=self.context, transforms=int(transforms),
+                                   hidden_features=hidden)
+
+    @property
+    def config(self) -> dict:
+        return dict(self._config)
+
+    def _cond(self, cond, n):
+        if self.context == 0:
+            if cond is not None:
+                raise ValueError("cond: this flow is unconditional (context=0); pass cond=None")
+            return None
+        if cond is None:
+            raise ValueError(f"cond: this flow is conditional; pass cond of shape (N, {self.context})")
+        cond = torch.as_tensor(cond, dtype=torch.float32)
+        if cond.ndim != 2 or cond.shape[1] != self.context or cond.shape[0] not in (1, n):
+            raise ValueError(f"cond: expected shape (1 or {n}, {self.context}), got {tuple(cond.shape)}")
+        return cond.expand(n, -1) if cond.shape[0] == 1 and n > 1 else cond
+
+    def log_prob(self, x, cond=None) -> torch.Tensor:
+        """ln q(x | cond) per row, shape (N,)."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.ndim != 2 or x.shape[1] != self.features:
+            raise ValueError(f"x: expected shape (N, {self.features}), got {tuple(x.shape)}")
+        return self.flow(self._cond(cond, len(x))).log_prob(x)
+
+    def loss(self, batch) -> torch.Tensor:
+        """Mean negative log-likelihood of ``x`` or ``(x, c)``."""
+        x, c = _split_batch(batch)
+        return -self.log_prob(x, c).mean()
+
+    @torch.no_grad()
+    def sample(self, n: int, cond=None, *, seed: int | None = None) -> torch.Tensor:
+        """``n`` samples (n, features); ``cond`` of shape (1, C) or (n, C)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n: expected a positive integer, got {n!r}")
+        with seeded_rng(seed, next(self.parameters()).device):
+            c = self._cond(cond, int(n))
+            return self.flow(c).sample(() if c is not None else (int(n),))

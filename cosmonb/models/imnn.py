@@ -44,7 +44,13 @@ initialisation (:meth:`IMNN.initialise`, like ActNorm in Glow) standardises
 inputs and pooled features and whitens the outputs, so that C ~ I from the
 first step and the optimiser works on ln det F at once.
 
-Training (:func:`train_imnn`) runs through ``cosmonb.train.fit``: every epoch
+``IMNN.loss(batch)`` is this loss on one simulation set (a dict with
+``fiducial``, ``plus``, ``minus`` maps and the steps ``delta``); ``lam`` and
+``eps`` are part of the network's config. The IMNN is a compressor, not a
+generative model: it has no ``sample`` (``can_sample = False``) and no
+``log_prob`` (``log_prob_kind = None``).
+
+Training (:func:`cosmonb.recipes.imnn.train_imnn`) runs through ``cosmonb.train.fit``: every epoch
 draws a fresh set of fiducial and derivative simulations (simulations on the
 fly, so the network cannot overfit a fixed training set); a fixed validation
 set gives the Fisher matrix whose determinant is tracked and used for early
@@ -69,27 +75,38 @@ cosmological fields", JCAP 11 (2021) 049.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import checkpoints
 from ..fisher import MAX_CONDITION, SummaryStatistics, check_step, summary_statistics
 from .._checks import check_int
+from .base import Model, register_model
 
-__all__ = ["IMNN", "imnn_loss", "regularisation_rate", "make_simulation_set", "train_imnn", "measure_saturation",
-           "summary_statistics_of", "IMNNCompressor", "IMNNTraining", "save_imnn", "load_imnn",
-           "warmup_cosine"]
+__all__ = ["IMNN", "imnn_loss", "regularisation_rate", "make_simulation_set", "measure_saturation",
+           "summary_statistics_of", "summaries_of_set", "exact_scores_of_set", "stream_seed", "IMNNCompressor"]
+
+#: Training and checkpoint helpers that moved to :mod:`cosmonb.recipes.imnn` (models do not import
+#: ``train`` or ``checkpoints``); still reachable as ``imnn.train_imnn`` etc. for notebooks and scripts.
+_MOVED = ("train_imnn", "IMNNTraining", "warmup_cosine", "save_imnn", "load_imnn")
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module("cosmonb.recipes.imnn"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "softplus": nn.Softplus,
                 "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 # --------------------------------------------------------------------------- network
-class IMNN(nn.Module):
+@register_model("imnn")
+class IMNN(Model):
     """CNN compressor: periodic maps (N, C, n, n) -> n_params summaries (N, n_params).
 
     Architecture: for each width w_l in ``widths`` (resolution n / 2^l):
@@ -115,10 +132,14 @@ class IMNN(nn.Module):
         torch.Size([3, 2])
     """
 
+    log_prob_kind = None
+    can_sample = False
+
     def __init__(self, n_params: int = 2, in_channels: int = 1, widths=(8, 16, 16, 16, 16),
                  hidden: int = 64, activation: str = "silu", convs_per_level: int = 2,
-                 moments: bool = True, linear_skip: bool = True):
+                 moments: bool = True, linear_skip: bool = True, lam: float = 10.0, eps: float = 0.1):
         super().__init__()
+        regularisation_rate(lam, eps)  # checks lam > 1, eps > 0
         for name, value in (("n_params", n_params), ("in_channels", in_channels), ("hidden", hidden),
                             ("convs_per_level", convs_per_level)):
             check_int(value, name, 1)
@@ -127,10 +148,12 @@ class IMNN(nn.Module):
             raise ValueError(f"widths: expected a non-empty list of positive channel counts, got {widths}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        self.config = {"n_params": int(n_params), "in_channels": int(in_channels), "widths": list(widths),
-                       "hidden": int(hidden), "activation": activation,
-                       "convs_per_level": int(convs_per_level), "moments": bool(moments),
-                       "linear_skip": bool(linear_skip)}
+        self._config = {"n_params": int(n_params), "in_channels": int(in_channels), "widths": list(widths),
+                        "hidden": int(hidden), "activation": activation,
+                        "convs_per_level": int(convs_per_level), "moments": bool(moments),
+                        "linear_skip": bool(linear_skip), "lam": float(lam), "eps": float(eps)}
+        #: det F etc. (detached) of the last ``loss`` call: ``{"fisher", "cov", "dmu", "lambda2", "r"}``
+        self.last_info: dict | None = None
         act = _ACTIVATIONS[activation]
         blocks, c = [], in_channels
         for w in widths:
@@ -152,6 +175,40 @@ class IMNN(nn.Module):
         self.register_buffer("feature_scale", torch.ones(n_feat))
 
     @property
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this network (``IMNN(**config)``)."""
+        return dict(self._config, widths=list(self._config["widths"]))
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Networks saved before the linear skip existed had none: ``linear_skip`` defaults to False there."""
+        return {"linear_skip": False, **config}
+
+    def set_regulariser(self, lam: float | None = None, eps: float | None = None) -> None:
+        """Change the regulariser's lambda and eps of :meth:`loss` (kept in ``config``)."""
+        lam = self._config["lam"] if lam is None else float(lam)
+        eps = self._config["eps"] if eps is None else float(eps)
+        regularisation_rate(lam, eps)
+        self._config.update(lam=lam, eps=eps)
+
+    def loss(self, batch) -> torch.Tensor:
+        """The IMNN loss -ln det F + r Lambda_2 (:func:`imnn_loss`) on one simulation set.
+
+        ``batch``: a dict with ``fiducial`` (n_s, C, n, n), ``plus``, ``minus``
+        (P, n_d, C, n, n) seed-matched maps (:func:`make_simulation_set`) and
+        ``delta`` (P,), their steps. The pieces (F, C, ...) of the call are kept
+        in ``self.last_info``.
+        """
+        if not isinstance(batch, dict) or not {"fiducial", "plus", "minus", "delta"} <= set(batch):
+            got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+            raise ValueError("batch: expected a dict with 'fiducial', 'plus', 'minus' (make_simulation_set) and "
+                             f"'delta' (the steps), got {got}")
+        fid, plus, minus = summaries_of_set(self, batch)
+        delta = torch.as_tensor(batch["delta"]).to(fid.device)
+        loss, self.last_info = imnn_loss(fid, plus, minus, delta, lam=self._config["lam"], eps=self._config["eps"])
+        return loss
+
+    @property
     def min_size(self) -> int:
         """Smallest map side the network accepts (it halves the map len(widths) - 1 times)."""
         return 2 ** (len(self.blocks) - 1)
@@ -160,7 +217,7 @@ class IMNN(nn.Module):
         """Per-channel input standardisation (x - shift) / scale."""
         shift = torch.as_tensor(np.asarray(shift, float), dtype=torch.float32).reshape(-1)
         scale = torch.as_tensor(np.asarray(scale, float), dtype=torch.float32).reshape(-1)
-        c = self.config["in_channels"]
+        c = self._config["in_channels"]
         if shift.numel() != c or scale.numel() != c:
             raise ValueError(f"shift, scale: expected {c} values (one per channel)")
         if not bool(torch.isfinite(shift).all()) or not bool((scale > 0).all()):
@@ -169,8 +226,8 @@ class IMNN(nn.Module):
         self.scale.copy_(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.config["in_channels"]:
-            raise ValueError(f"x: expected maps (N, {self.config['in_channels']}, n, n), got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != self._config["in_channels"]:
+            raise ValueError(f"x: expected maps (N, {self._config['in_channels']}, n, n), got {tuple(x.shape)}")
         if x.shape[-1] < self.min_size or x.shape[-1] % self.min_size:
             raise ValueError(f"x: the map side ({x.shape[-1]}) must be a multiple of {self.min_size}")
         z = (self.features(x) - self.feature_shift) / self.feature_scale
@@ -211,8 +268,8 @@ class IMNN(nn.Module):
         determinant is often near 0; from there noisy early steps threw short runs
         about (saturation swinging between 0 and 0.4 from step to step).
         """
-        if x.ndim != 4 or len(x) < 10 * self.config["n_params"]:
-            raise ValueError(f"x: expected at least {10 * self.config['n_params']} fiducial maps (N, C, n, n) "
+        if x.ndim != 4 or len(x) < 10 * self._config["n_params"]:
+            raise ValueError(f"x: expected at least {10 * self._config['n_params']} fiducial maps (N, C, n, n) "
                              f"to initialise from, got shape {tuple(x.shape)}")
         if (plus is None) != (minus is None) or (plus is not None and delta is None):
             raise ValueError("plus, minus, delta: pass all three (derivative maps and their steps) or none")
@@ -223,8 +280,8 @@ class IMNN(nn.Module):
         last = self.head[-1]
         if plus is not None:
             p, n_d = plus.shape[:2]
-            if p != self.config["n_params"] or minus.shape != plus.shape or plus.shape[2:] != x.shape[1:]:
-                raise ValueError(f"plus, minus: expected ({self.config['n_params']}, n_d, "
+            if p != self._config["n_params"] or minus.shape != plus.shape or plus.shape[2:] != x.shape[1:]:
+                raise ValueError(f"plus, minus: expected ({self._config['n_params']}, n_d, "
                                  f"{', '.join(map(str, x.shape[1:]))}) each, got {tuple(plus.shape)}, "
                                  f"{tuple(minus.shape)}")
             step = torch.as_tensor(check_step(np.asarray(delta, float), p), dtype=torch.float64)
@@ -365,7 +422,7 @@ def make_simulation_set(simulator, theta_fid, delta, n_s: int, n_d: int, seed: i
     return {"fiducial": as_t(fid), "plus": as_t(np.stack(plus)), "minus": as_t(np.stack(minus))}
 
 
-def _summaries_of_set(model, batch, chunk: int | None = None):
+def summaries_of_set(model, batch, chunk: int | None = None):
     """Run the model on a simulation set -> (fiducial (n_s, S), plus, minus (P, n_d, S))."""
     fid, plus, minus = batch["fiducial"], batch["plus"], batch["minus"]
     p, n_d = plus.shape[:2]
@@ -378,7 +435,7 @@ def _summaries_of_set(model, batch, chunk: int | None = None):
     return out[:n_s], out[n_s:n_s + p * n_d].reshape(p, n_d, -1), out[n_s + p * n_d:].reshape(p, n_d, -1)
 
 
-def _exact_scores_of_set(exact_score, batch, theta):
+def exact_scores_of_set(exact_score, batch, theta):
     """exact_score(maps, theta) on a simulation set -> (fiducial (n_s, P), plus, minus (P, n_d, P)) arrays."""
     fid, plus, minus = batch["fiducial"], batch["plus"], batch["minus"]
     maps = torch.cat([fid, plus.flatten(0, 1), minus.flatten(0, 1)]).cpu().numpy()
@@ -398,7 +455,7 @@ def summary_statistics_of(model, batch, theta_fid, delta, chunk: int = 500) -> S
     model.eval()
     dev = next(model.parameters()).device
     batch = {k: v.to(dev) for k, v in batch.items()}
-    fid, plus, minus = _summaries_of_set(model, batch, chunk)
+    fid, plus, minus = summaries_of_set(model, batch, chunk)
     return summary_statistics(fid.double().cpu().numpy(), plus.double().cpu().numpy(),
                               minus.double().cpu().numpy(), delta, theta_fid)
 
@@ -437,11 +494,11 @@ def measure_saturation(model, simulator, theta_fid, delta, reference_fisher, *, 
     parts, score_parts = [], []
     for b in range(n_batches):
         batch = make_simulation_set(simulator, theta, step, max(n_s // n_batches, 3), max(n_d // n_batches, 1),
-                                    seed=_mix(seed, b))
-        out = _summaries_of_set(model, {k: v.to(dev) for k, v in batch.items()}, chunk=1000)
+                                    seed=stream_seed(seed, b))
+        out = summaries_of_set(model, {k: v.to(dev) for k, v in batch.items()}, chunk=1000)
         parts.append([o.double().cpu().numpy() for o in out])
         if exact_score is not None:
-            score_parts.append(_exact_scores_of_set(exact_score, batch, theta))
+            score_parts.append(exact_scores_of_set(exact_score, batch, theta))
 
     def det_fisher(chunks, idx):
         cat = [np.concatenate([chunks[i][0] for i in idx]), np.concatenate([chunks[i][1] for i in idx], 1),
@@ -465,120 +522,7 @@ def measure_saturation(model, simulator, theta_fid, delta, reference_fisher, *, 
     return result
 
 
-# --------------------------------------------------------------------------- training
-@dataclass
-class IMNNTraining:
-    """What :func:`train_imnn` returns.
-
-    ``history`` (``cosmonb.train.History``), ``det_fisher`` det F on the
-    validation set after each epoch, ``saturation`` det F_val / det F_reference
-    per epoch (if a reference was given). The wall time is ``history.seconds``.
-    """
-
-    history: object
-    det_fisher: list = field(default_factory=list)
-    saturation: list = field(default_factory=list)
-
-
-def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, epochs: int,
-               lr: float = 1e-3, val_set: dict | None = None, n_s_val: int | None = None,
-               n_d_val: int | None = None, reference_fisher=None, patience: int | None = None,
-               lam: float = 10.0, eps: float = 0.1, seed: int = 0,
-               clip_grad: float | None = 10.0, checkpoint=None, progress: bool = True,
-               device=None, scheduler="cosine", warmup: int | None = None, initialise: bool = True,
-               exact_score=None) -> IMNNTraining:
-    """Train an IMNN at theta_fid with ``cosmonb.train.fit``.
-
-    Each epoch is one optimiser step on a fresh simulation set (n_s fiducial + 2 P n_d seed-matched derivative maps, streams
-    from ``seed`` and the epoch); the validation loss is the IMNN loss on
-    ``val_set`` (made once from ``n_s_val``/``n_d_val`` with a separate seed if not
-    given). ``patience`` stops early when the validation loss stalls and
-    restores the best weights. ``reference_fisher`` (e.g. the analytic Fisher
-    matrix) turns det F_val into a saturation curve. A fixed validation set of a
-    few hundred maps estimates det F to about 10%, and that error shifts the whole
-    curve; with ``exact_score(maps, theta) -> (N, P)`` instead, the curve is paired:
-    det F_val(network) / det F_val(exact score) on the same validation maps, which
-    cancels most of it (``measure_saturation`` explains the pairing).
-
-    ``initialise=True`` first calls ``model.initialise`` on the validation set's
-    fiducial maps (set it False to fine-tune a trained network, e.g. at a new
-    fiducial point). ``scheduler="cosine"`` warms the learning rate up linearly over
-    the first ``warmup`` steps (default: a tenth of ``epochs``, at least 5, at most
-    50), then anneals it from ``lr`` to ``lr / 100`` (:func:`warmup_cosine`); or pass
-    any ``fit`` scheduler, or None. The warm-up matters: Adam's first steps move every
-    weight by about ``lr`` whatever its gradient (its second-moment estimate rests on
-    one noisy gradient), which with a fresh simulation set per step threw short runs
-    and every fine-tuning stage back to a saturation near 0.
-    """
-    from ..train import fit
-
-    theta = np.asarray(theta_fid, float).ravel()
-    step = check_step(delta, len(theta))
-    delta_t = torch.as_tensor(step)
-    if val_set is None:
-        val_set = make_simulation_set(simulator, theta, step, n_s_val or n_s, n_d_val or n_d,
-                                      seed=_mix(seed, 999_983))
-    if initialise:  # on its own simulations, so that the validation curve is not flattered
-        init_set = make_simulation_set(simulator, theta, step, n_s_val or n_s, n_d_val or n_d,
-                                       seed=_mix(seed, 424_243))
-        model.initialise(init_set["fiducial"], init_set["plus"], init_set["minus"], step)
-    if scheduler == "cosine":
-        scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(epochs, warmup))
-    ref_det = None
-    if reference_fisher is not None:
-        ref_det = float(np.linalg.det(np.asarray(reference_fisher, float)))
-        if not ref_det > 0:
-            raise ValueError("reference_fisher: expected a positive-definite matrix")
-    if exact_score is not None:  # the paired reference: the optimal compressor on the same maps
-        ref_det = summary_statistics(*_exact_scores_of_set(exact_score, val_set, theta), step, theta).det_fisher
-    last = {}
-
-    def loss_fn(net, batch):
-        fid, plus, minus = _summaries_of_set(net, batch)
-        loss, info = imnn_loss(fid, plus, minus, delta_t.to(fid.device), lam=lam, eps=eps)
-        if not net.training:
-            last["fisher"] = info["fisher"].cpu().numpy()
-        return loss
-
-    def train_data(epoch):
-        return [make_simulation_set(simulator, theta, step, n_s, n_d, seed=_mix(seed, epoch * 131))]
-
-    result = IMNNTraining(history=None)
-
-    def callback(epoch, history):
-        det = float(np.linalg.det(last["fisher"]))
-        result.det_fisher.append(det)
-        if ref_det is not None:
-            result.saturation.append(det / ref_det)
-
-    result.history = fit(model, loss_fn, train_data, [val_set], epochs=epochs, lr=lr, patience=patience,
-                         clip_grad=clip_grad, checkpoint=checkpoint, progress=progress, device=device,
-                         callback=callback, scheduler=scheduler)
-    return result
-
-
-def warmup_cosine(epochs: int, warmup: int | None = None, floor: float = 0.01):
-    """The learning-rate factor of step e: a linear warm-up, then a cosine down to ``floor``.
-
-        f(e) = min(1, (e + 1) / warmup) * (floor + (1 - floor) (1 + cos(pi e / epochs)) / 2)
-
-    ``warmup`` defaults to ``epochs // 10`` clipped to [5, 50] (and at most ``epochs``). For ``torch.optim.lr_scheduler.LambdaLR``.
-
-    Example:
-        >>> f = warmup_cosine(100, 10)
-        >>> round(f(0), 3), round(f(9), 3), round(f(99), 3)
-        (0.1, 0.98, 0.01)
-    """
-    check_int(epochs, "epochs", 1)
-    warmup = min(epochs, 50, max(5, epochs // 10)) if warmup is None else check_int(warmup, "warmup", 1)
-
-    def factor(e: int) -> float:
-        return min(1.0, (e + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs)))
-
-    return factor
-
-
-def _mix(seed: int, k: int) -> int:
+def stream_seed(seed: int, k: int) -> int:
     """A distinct non-negative stream id for (seed, k)."""
     return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
 
@@ -617,29 +561,3 @@ class IMNNCompressor:
         return self.stats.estimate(self.summaries(maps))
 
     __call__ = estimate
-
-
-# --------------------------------------------------------------------------- checkpoints
-def save_imnn(name: str, model: IMNN, stats: SummaryStatistics, *, simulator_config: dict, delta,
-              metrics: dict, command: str, seconds: float, directory=None):
-    """Ship a trained IMNN with ``cosmonb.checkpoints.save_pretrained``.
-
-    The fiducial statistics (theta_fid, mu, C, dmu/dtheta) and delta go into the
-    normaliser, so a loaded compressor gives score estimates without new simulations.
-    """
-    config = {"model": model.config, "simulator": dict(simulator_config)}
-    norm = {k: np.asarray(v, float) for k, v in stats.to_dict().items()}
-    norm["delta"] = np.asarray(delta, float)
-    return checkpoints.save_pretrained(name, config, model.state_dict(), norm, metrics, command, seconds,
-                                       directory=directory)
-
-
-def load_imnn(name: str, directory=None):
-    """Load a shipped IMNN -> ``(IMNNCompressor, checkpoint dict)`` (sha256-checked)."""
-    ckpt = checkpoints.load_pretrained(name, directory=directory)
-    model = IMNN(**{"linear_skip": False, **ckpt["config"]["model"]})  # networks saved before the skip had none
-    checkpoints.load_weights(model, ckpt)  # a shape mismatch names the file and the tensors
-    model.eval()
-    norm = ckpt["normaliser"]
-    stats = SummaryStatistics.from_dict(norm)
-    return IMNNCompressor(model, stats), ckpt

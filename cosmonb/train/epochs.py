@@ -1,8 +1,8 @@
-"""One training loop for every model in cosmonb.
+"""The epoch-based loop ``fit`` (notebooks 01 and 02), beside the step-based :class:`~cosmonb.train.Trainer`.
 
-Every model in the package trains through ``fit``: the loop knows nothing
-about the model, it only calls ``loss_fn(model, batch)``, which returns a
-scalar tensor. So Glow's negative log-likelihood, the VAE's ELBO, the
+``fit`` knows nothing about the model: it calls ``loss_fn(model, batch)``,
+which returns a scalar tensor, and with ``loss_fn=None`` the model's own
+``model.loss(batch)`` (the contract of :mod:`cosmonb.models.base`). So Glow's negative log-likelihood, the VAE's ELBO, the
 diffusion loss and the IMNN loss all share one device policy, one seed, one
 progress bar, one checkpoint format and one resume logic.
 
@@ -28,11 +28,8 @@ import collections.abc
 import dataclasses
 import inspect
 import math
-import numbers
 import os
-import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,24 +39,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checkpoints, runtime
-from ._checks import check_float, check_int
+from .. import runtime
+from .._checks import check_float, check_int
+from .state import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteLossError, apply_new_lr, batch_size_of,
+                    check_loss, cpu_state, get_rng_state, load_checkpoint, make_optimizer, make_scheduler,
+                    optimizer_name, requested_lrs, restore_states, set_rng_state, to_device)
 
-__all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "CheckpointError"]
-
-#: Format tag stored in every ``fit`` checkpoint.
-CHECKPOINT_FORMAT = "cosmonb.fit/1"
-_REQUIRED_KEYS = {"format", "epoch", "model", "optimizer", "scheduler", "history",
-                  "best_val_loss", "best_state", "epochs_since_best", "rng"}
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss (or the gradient norm) became NaN or infinite during ``fit``."""
-
-
-class CheckpointError(RuntimeError):
-    """A ``fit`` checkpoint exists but cannot be used to resume."""
-
+__all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "CheckpointError", "model_loss"]
 
 # --------------------------------------------------------------------------- history
 @dataclass
@@ -190,247 +176,6 @@ def _epoch_batches(data, epoch: int, name: str):
     return batches
 
 
-def _to_device(obj, dev: torch.device):
-    """Move tensors (also inside tuples, lists, dicts) to ``dev``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(dev)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, dev) for k, v in obj.items()}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(_to_device(v, dev) for v in obj))
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_to_device(v, dev) for v in obj)
-    return obj
-
-
-def _batch_size(obj) -> int:
-    """Leading dimension of the first tensor in ``obj`` (1 if there is none)."""
-    if isinstance(obj, torch.Tensor):
-        return int(obj.shape[0]) if obj.ndim else 1
-    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (tuple, list)) else ()
-    for v in values:
-        if isinstance(v, (torch.Tensor, dict, tuple, list)):
-            return _batch_size(v)
-    return 1
-
-
-def _check_loss(loss, epoch: int, step: int, phase: str) -> float:
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        what = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise ValueError(f"loss_fn: expected a scalar tensor, got {what} ({phase}, epoch {epoch}, step {step})")
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise NonFiniteLossError(
-            f"{phase} loss is {value} at epoch {epoch}, step {step} (steps counted from 1 within the "
-            "epoch). Try a lower lr, clip_grad=1.0, or check the batch for NaN/inf values.")
-    return value
-
-
-def _make_optimizer(optimizer, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    if optimizer is None:
-        return torch.optim.Adam(model.parameters(), lr=lr)
-    if isinstance(optimizer, torch.optim.Optimizer):
-        return optimizer
-    if callable(optimizer):
-        opt = optimizer(model.parameters())
-        if not isinstance(opt, torch.optim.Optimizer):
-            raise ValueError(f"optimizer: the factory should return a torch.optim.Optimizer, "
-                             f"got {type(opt).__name__}")
-        return opt
-    raise ValueError("optimizer: expected None, a torch.optim.Optimizer, or a callable "
-                     f"params -> Optimizer, got {type(optimizer).__name__}")
-
-
-def _make_scheduler(scheduler, opt):
-    if scheduler is None:
-        return None
-    if hasattr(scheduler, "step") and hasattr(scheduler, "state_dict"):
-        sched = scheduler
-    elif callable(scheduler):
-        sched = scheduler(opt)
-        if not (hasattr(sched, "step") and hasattr(sched, "state_dict")):
-            raise ValueError("scheduler: the factory should return an LR scheduler, "
-                             f"got {type(sched).__name__}")
-    else:
-        raise ValueError("scheduler: expected None, an LR scheduler, or a callable "
-                         f"optimizer -> scheduler, got {type(scheduler).__name__}")
-    if getattr(sched, "optimizer", opt) is not opt:
-        raise ValueError("scheduler: it wraps a different optimizer than the one fit uses; "
-                         "pass optimizer= too, or pass a factory lambda opt: Scheduler(opt, ...)")
-    return sched
-
-
-def _data_generators(data) -> dict:
-    """torch.Generators that drive a DataLoader's shuffling, so resume restores them too."""
-    gens = {}
-    if isinstance(data, torch.utils.data.DataLoader):
-        candidates = {
-            "generator": getattr(data, "generator", None),
-            "sampler": getattr(data.sampler, "generator", None),
-            "batch_sampler": getattr(getattr(data.batch_sampler, "sampler", None), "generator", None),
-        }
-        seen = set()
-        for key, gen in candidates.items():
-            if isinstance(gen, torch.Generator) and id(gen) not in seen:
-                seen.add(id(gen))
-                gens[key] = gen
-    return gens
-
-
-def _get_rng_state(loaders: dict) -> dict:
-    np_state = np.random.get_state(legacy=False)
-    return {
-        "python": random.getstate(),
-        "numpy": {"bit_generator": np_state["bit_generator"],
-                  "key": np_state["state"]["key"].tolist(),
-                  "pos": int(np_state["state"]["pos"]),
-                  "has_gauss": int(np_state["has_gauss"]),
-                  "gauss": float(np_state["gauss"])},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "data": {f"{name}.{key}": gen.get_state()
-                 for name, loader in loaders.items() for key, gen in _data_generators(loader).items()},
-    }
-
-
-def _set_rng_state(state: dict, loaders: dict) -> None:
-    random.setstate(state["python"])
-    s = state["numpy"]
-    np.random.set_state({"bit_generator": s["bit_generator"],
-                         "state": {"key": np.asarray(s["key"], dtype=np.uint32), "pos": s["pos"]},
-                         "has_gauss": s["has_gauss"], "gauss": s["gauss"]})
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        if len(state["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda"])
-    saved = state.get("data") or {}
-    for name, loader in loaders.items():
-        for key, gen in _data_generators(loader).items():
-            if f"{name}.{key}" in saved:
-                gen.set_state(saved[f"{name}.{key}"])
-
-
-def _cpu_state(model: nn.Module) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _load_checkpoint(path: Path) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means the file cannot be used
-        raise CheckpointError(
-            f"checkpoint {path} exists but cannot be loaded ({type(err).__name__}: {err}). "
-            "It is corrupt or not a cosmonb.fit checkpoint. fit does not silently start over: "
-            "delete the file to train from scratch, or restore it.") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a cosmonb.fit checkpoint (format "
-                              f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r}, "
-                              f"expected {CHECKPOINT_FORMAT!r}); delete it or pass another path")
-    missing = _REQUIRED_KEYS - set(ckpt)
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}; delete it or restore it")
-    return ckpt
-
-
-def _optimizer_name(opt) -> str:
-    cls = type(opt)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _requested_lrs(opt) -> list[float]:
-    """The learning rate asked for in each param group (before any scheduler changed it)."""
-    return [float(g.get("initial_lr", g["lr"])) for g in opt.param_groups]
-
-
-def _restore(ckpt: dict, path: Path, model, opt, sched, loaders) -> None:
-    problems = checkpoints.state_dict_mismatches(model, ckpt["model"])
-    if problems:
-        raise CheckpointError(f"checkpoint {path} was written for a different model: {len(problems)} "
-                              f"tensor(s) differ:{checkpoints.format_mismatches(problems)}\n"
-                              "Use the model of the interrupted run, another checkpoint path, "
-                              "or delete the file to train from scratch.")
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path} was written for a different model: {err}. "
-                              "Use another checkpoint path or delete the file.") from err
-    this = _optimizer_name(opt)
-    saved = ckpt.get("optimizer_class")  # absent in checkpoints written before it was recorded
-    if saved is not None and saved != this:
-        raise CheckpointError(f"checkpoint {path} was written with optimizer {saved}, but this call "
-                              f"uses {this}; resume with the same optimizer as the interrupted run, "
-                              "or delete the file (or pass another checkpoint path) to start over")
-    what = f"optimizer {saved}" if saved is not None else "the interrupted run's optimizer"
-    try:
-        opt.load_state_dict(ckpt["optimizer"])
-    except Exception as err:  # noqa: BLE001 - any failure means the state does not fit
-        raise CheckpointError(f"checkpoint {path}: the state of {what} does not load into {this} "
-                              f"({type(err).__name__}: {err}); resume with the same optimizer as "
-                              "the interrupted run, or delete the file") from err
-    # an optimizer of another class takes the foreign param groups without complaint and
-    # fails only at its first step (SGD over Adam: KeyError 'momentum'); for files that do not
-    # record the class, catch it here (with the class recorded and equal, a setting new in this
-    # torch version is the optimizer's own business: its __setstate__ fills the default)
-    lacking = [] if saved is not None else \
-        sorted({k for g in opt.param_groups for k in opt.defaults if k not in g})
-    if lacking:
-        raise CheckpointError(f"checkpoint {path}: the state of {what} lacks the settings {lacking} "
-                              f"that {this} needs, so it was written by another optimizer; resume "
-                              "with the same optimizer as the interrupted run, or delete the file")
-    if (sched is None) != (ckpt["scheduler"] is None):
-        raise CheckpointError(f"checkpoint {path} was written "
-                              f"{'without' if ckpt['scheduler'] is None else 'with'} a scheduler, "
-                              f"but this call has {'one' if sched is not None else 'none'}; "
-                              "resume with the same setup or delete the file")
-    if sched is not None:
-        try:
-            sched.load_state_dict(ckpt["scheduler"])
-        except (ValueError, KeyError, RuntimeError, TypeError) as err:
-            raise CheckpointError(f"checkpoint {path}: scheduler state does not load ({err})") from err
-    try:
-        _set_rng_state(ckpt["rng"], loaders)
-    except (ValueError, KeyError, TypeError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {path}: RNG states do not load ({err})") from err
-
-
-def _apply_new_lr(ckpt: dict, path: Path, opt, sched, requested: list[float], start: int) -> None:
-    """If this call asks for another lr than the checkpoint's run, switch to it with a warning.
-
-    Each param group's lr is scaled by new / old, and so are the scheduler's
-    base lrs, so the schedule keeps its progress (epoch, milestones, plateau
-    reductions) at the new scale.
-    """
-    saved = ckpt.get("requested_lr")
-    if saved is None:  # written before requested_lr was recorded: read it off the optimizer state
-        if sched is not None and not hasattr(sched, "base_lrs"):
-            return  # e.g. ReduceLROnPlateau: its current lr may be reduced, the original is unknown
-        saved = [g.get("initial_lr", g["lr"]) for g in ckpt["optimizer"]["param_groups"]]
-    saved = [float(x) for x in saved]
-    if len(saved) != len(requested) or len(requested) != len(opt.param_groups):
-        return  # load_state_dict has refused a different number of groups already
-    changes = []
-    for i, (old, new) in enumerate(zip(saved, requested)):
-        if math.isclose(old, new, rel_tol=1e-9, abs_tol=0.0):
-            continue
-        group = opt.param_groups[i]
-        group["lr"] = float(group["lr"]) * new / old if old > 0 else new
-        if "initial_lr" in group:
-            group["initial_lr"] = new
-        base = getattr(sched, "base_lrs", None)
-        if isinstance(base, list) and i < len(base):
-            base[i] = new
-        last = getattr(sched, "_last_lr", None)
-        if isinstance(last, list) and i < len(last):
-            last[i] = group["lr"]
-        changes.append(f"lr={new:g} (was {old:g}" + (f", param group {i})" if len(saved) > 1 else ")"))
-    if changes:
-        warnings.warn(f"fit: resuming {path} with a different learning rate: {'; '.join(changes)}. "
-                      f"The new value takes effect from epoch {start + 1}"
-                      + (" (the scheduler keeps its progress, scaled to the new lr)" if sched is not None
-                         else "") + "; pass the old lr to continue the original run exactly.",
-                      UserWarning, stacklevel=3)
-
-
 def _save_checkpoint(path: Path, *, epoch, epochs, model, opt, sched, history, best_val,
                      best_state, since_best, loaders, requested_lr) -> None:
     ckpt = {
@@ -439,14 +184,14 @@ def _save_checkpoint(path: Path, *, epoch, epochs, model, opt, sched, history, b
         "epochs_requested": epochs,
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
-        "optimizer_class": _optimizer_name(opt),
+        "optimizer_class": optimizer_name(opt),
         "requested_lr": requested_lr,
         "scheduler": sched.state_dict() if sched is not None else None,
         "history": history.to_dict(),
         "best_val_loss": best_val,
         "best_state": best_state,
         "epochs_since_best": since_best,
-        "rng": _get_rng_state(loaders),
+        "rng": get_rng_state(loaders),
         "torch_version": str(torch.__version__),
     }
     with runtime.atomic_write(path, "wb") as f:
@@ -461,11 +206,11 @@ def _run_epoch(model, loss_fn, batches, dev, epoch, *, opt=None, clip_grad=None,
     total, count, max_norm, step = 0.0, 0, None, 0
     params = [p for p in model.parameters() if p.requires_grad]
     for step, batch in enumerate(batches, 1):
-        batch = _to_device(batch, dev)
+        batch = to_device(batch, dev)
         if training:
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model, batch)
-            value = _check_loss(loss, epoch, step, phase)
+            value = check_loss(loss, epoch, step, phase)
             loss.backward()
             if clip_grad is not None:
                 norm = float(torch.nn.utils.clip_grad_norm_(params, clip_grad))
@@ -476,8 +221,8 @@ def _run_epoch(model, loss_fn, batches, dev, epoch, *, opt=None, clip_grad=None,
             opt.step()
         else:
             with torch.no_grad():
-                value = _check_loss(loss_fn(model, batch), epoch, step, phase)
-        n = _batch_size(batch)
+                value = check_loss(loss_fn(model, batch), epoch, step, phase)
+        n = batch_size_of(batch)
         total += value * n
         count += n
     if step == 0:
@@ -486,7 +231,23 @@ def _run_epoch(model, loss_fn, batches, dev, epoch, *, opt=None, clip_grad=None,
 
 
 # --------------------------------------------------------------------------- public API
-def evaluate(model: nn.Module, loss_fn: Callable, data, *, device=None) -> float:
+def model_loss(model: nn.Module, batch) -> torch.Tensor:
+    """``model.loss(batch)``: the ``loss_fn`` that ``fit`` and ``evaluate`` use when given ``None``."""
+    return model.loss(batch)
+
+
+def _resolve_loss(model, loss_fn):
+    if loss_fn is None:
+        if not callable(getattr(model, "loss", None)):
+            raise ValueError(f"loss_fn: None means model.loss(batch), but {type(model).__name__} has no loss "
+                             "method; pass a callable (model, batch) -> scalar tensor")
+        return model_loss
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn: expected a callable (model, batch) -> scalar tensor, got {type(loss_fn).__name__}")
+    return loss_fn
+
+
+def evaluate(model: nn.Module, loss_fn: Callable | None, data, *, device=None) -> float:
     """Mean of ``loss_fn(model, batch)`` over ``data`` (batch-size weighted), in eval mode, no grad.
 
     Example:
@@ -499,8 +260,7 @@ def evaluate(model: nn.Module, loss_fn: Callable, data, *, device=None) -> float
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise ValueError(f"loss_fn: expected a callable (model, batch) -> scalar tensor, got {type(loss_fn).__name__}")
+    loss_fn = _resolve_loss(model, loss_fn)
     _check_data(data, "data")
     dev = runtime.select_device(device, "device")
     model.to(dev)
@@ -508,7 +268,7 @@ def evaluate(model: nn.Module, loss_fn: Callable, data, *, device=None) -> float
     return mean
 
 
-def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epochs: int,
+def fit(model: nn.Module, loss_fn: Callable | None, train_data, val_data=None, *, epochs: int,
         optimizer=None, lr: float = 1e-3, scheduler=None, checkpoint=None, checkpoint_every: int = 1,
         patience: int | None = None, min_delta: float = 0.0, clip_grad: float | None = None,
         device=None, progress: bool = True, seed: int | None = None,
@@ -517,7 +277,8 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
 
     Arguments:
         model: any ``torch.nn.Module``; moved to ``device``.
-        loss_fn: ``loss_fn(model, batch) -> scalar tensor``.
+        loss_fn: ``loss_fn(model, batch) -> scalar tensor``, or ``None`` for
+            ``model.loss(batch)`` (every cosmonb model has one).
         train_data, val_data: iterables of batches (a list, a DataLoader)
             or a callable returning one each epoch (called as ``f(epoch)``
             if it takes an argument, else ``f()``). A batch is a tensor or a
@@ -573,8 +334,7 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model: has no trainable parameters")
-    if not callable(loss_fn):
-        raise ValueError(f"loss_fn: expected a callable (model, batch) -> scalar tensor, got {type(loss_fn).__name__}")
+    loss_fn = _resolve_loss(model, loss_fn)
     _check_data(train_data, "train_data")
     if val_data is not None:
         _check_data(val_data, "val_data")
@@ -602,15 +362,15 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
 
     # ---- set up
     model.to(dev)
-    opt = _make_optimizer(optimizer, model, lr)
-    requested_lr = _requested_lrs(opt)
-    sched = _make_scheduler(scheduler, opt)
+    opt = make_optimizer(optimizer, model, lr)
+    requested_lr = requested_lrs(opt)
+    sched = make_scheduler(scheduler, opt)
     loaders = {"train_data": train_data, "val_data": val_data}
     history = History()
     best_val, best_state, since_best, start = math.inf, None, 0, 0
     if checkpoint is not None and checkpoint.exists():
-        ckpt = _load_checkpoint(checkpoint)
-        _restore(ckpt, checkpoint, model, opt, sched, loaders)
+        ckpt = load_checkpoint(checkpoint)
+        restore_states(ckpt, checkpoint, model, opt, sched, loaders)
         start = int(ckpt["epoch"])
         history = History.from_dict(ckpt["history"])
         best_val = math.inf if ckpt["best_val_loss"] is None else float(ckpt["best_val_loss"])
@@ -624,7 +384,7 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
                 model.load_state_dict(best_state)
             model.eval()
             return history
-        _apply_new_lr(ckpt, checkpoint, opt, sched, requested_lr, start)
+        apply_new_lr(ckpt, checkpoint, opt, sched, requested_lr, start)
         history.resumed_at.append(start)
         print(f"[cosmonb.fit] resumed from {checkpoint} after epoch {start} of {epochs}")
 
@@ -648,7 +408,7 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
                 history.val_loss.append(val_loss)
                 postfix["val"] = f"{val_loss:.4g}"
                 if val_loss < best_val - min_delta:
-                    best_val, best_state, since_best = val_loss, _cpu_state(model), 0
+                    best_val, best_state, since_best = val_loss, cpu_state(model), 0
                     history.best_epoch, history.best_val_loss = epoch, val_loss
                 else:
                     since_best += 1
@@ -676,9 +436,9 @@ def fit(model: nn.Module, loss_fn: Callable, train_data, val_data=None, *, epoch
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             if callback is not None:
-                rng = _get_rng_state(loaders)
+                rng = get_rng_state(loaders)
                 callback(epoch, history)
-                _set_rng_state(rng, loaders)
+                set_rng_state(rng, loaders)
             if stop:
                 break
     finally:

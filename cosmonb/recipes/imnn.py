@@ -1,0 +1,158 @@
+"""Training and shipping the IMNNs of notebook 01 (:mod:`cosmonb.models.imnn`).
+
+``train_imnn`` trains an :class:`~cosmonb.models.imnn.IMNN` through
+:func:`cosmonb.train.fit`, which calls ``IMNN.loss`` on a fresh simulation set
+every step; ``save_imnn`` / ``load_imnn`` are
+:func:`cosmonb.checkpoints.save_model` / :func:`~cosmonb.checkpoints.load_model`
+with the fiducial summary statistics as the normaliser. The old names
+``cosmonb.models.imnn.train_imnn`` etc. still reach these functions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .. import checkpoints
+from .._checks import check_int
+from ..fisher import SummaryStatistics, check_step, summary_statistics
+from ..models.imnn import IMNN, IMNNCompressor, exact_scores_of_set, make_simulation_set, stream_seed
+from ..train import fit
+
+__all__ = ["train_imnn", "IMNNTraining", "warmup_cosine", "save_imnn", "load_imnn"]
+
+
+# --------------------------------------------------------------------------- training
+@dataclass
+class IMNNTraining:
+    """What :func:`train_imnn` returns.
+
+    ``history`` (``cosmonb.train.History``), ``det_fisher`` det F on the
+    validation set after each epoch, ``saturation`` det F_val / det F_reference
+    per epoch (if a reference was given). The wall time is ``history.seconds``.
+    """
+
+    history: object
+    det_fisher: list = field(default_factory=list)
+    saturation: list = field(default_factory=list)
+
+
+def train_imnn(model: IMNN, simulator, theta_fid, delta, *, n_s: int, n_d: int, epochs: int,
+               lr: float = 1e-3, val_set: dict | None = None, n_s_val: int | None = None,
+               n_d_val: int | None = None, reference_fisher=None, patience: int | None = None,
+               lam: float = 10.0, eps: float = 0.1, seed: int = 0,
+               clip_grad: float | None = 10.0, checkpoint=None, progress: bool = True,
+               device=None, scheduler="cosine", warmup: int | None = None, initialise: bool = True,
+               exact_score=None) -> IMNNTraining:
+    """Train an IMNN at theta_fid with ``cosmonb.train.fit``.
+
+    Each epoch is one optimiser step on a fresh simulation set (n_s fiducial + 2 P n_d seed-matched derivative maps, streams
+    from ``seed`` and the epoch); the validation loss is the IMNN loss on
+    ``val_set`` (made once from ``n_s_val``/``n_d_val`` with a separate seed if not
+    given). ``patience`` stops early when the validation loss stalls and
+    restores the best weights. ``reference_fisher`` (e.g. the analytic Fisher
+    matrix) turns det F_val into a saturation curve. A fixed validation set of a
+    few hundred maps estimates det F to about 10%, and that error shifts the whole
+    curve; with ``exact_score(maps, theta) -> (N, P)`` instead, the curve is paired:
+    det F_val(network) / det F_val(exact score) on the same validation maps, which
+    cancels most of it (``measure_saturation`` explains the pairing).
+
+    ``initialise=True`` first calls ``model.initialise`` on the validation set's
+    fiducial maps (set it False to fine-tune a trained network, e.g. at a new
+    fiducial point). ``scheduler="cosine"`` warms the learning rate up linearly over
+    the first ``warmup`` steps (default: a tenth of ``epochs``, at least 5, at most
+    50), then anneals it from ``lr`` to ``lr / 100`` (:func:`warmup_cosine`); or pass
+    any ``fit`` scheduler, or None. The warm-up matters: Adam's first steps move every
+    weight by about ``lr`` whatever its gradient (its second-moment estimate rests on
+    one noisy gradient), which with a fresh simulation set per step threw short runs
+    and every fine-tuning stage back to a saturation near 0.
+    """
+    theta = np.asarray(theta_fid, float).ravel()
+    step = check_step(delta, len(theta))
+    delta_t = torch.as_tensor(step)
+    if val_set is None:
+        val_set = make_simulation_set(simulator, theta, step, n_s_val or n_s, n_d_val or n_d,
+                                      seed=stream_seed(seed, 999_983))
+    if initialise:  # on its own simulations, so that the validation curve is not flattered
+        init_set = make_simulation_set(simulator, theta, step, n_s_val or n_s, n_d_val or n_d,
+                                       seed=stream_seed(seed, 424_243))
+        model.initialise(init_set["fiducial"], init_set["plus"], init_set["minus"], step)
+    if scheduler == "cosine":
+        scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(epochs, warmup))
+    ref_det = None
+    if reference_fisher is not None:
+        ref_det = float(np.linalg.det(np.asarray(reference_fisher, float)))
+        if not ref_det > 0:
+            raise ValueError("reference_fisher: expected a positive-definite matrix")
+    if exact_score is not None:  # the paired reference: the optimal compressor on the same maps
+        ref_det = summary_statistics(*exact_scores_of_set(exact_score, val_set, theta), step, theta).det_fisher
+    model.set_regulariser(lam, eps)  # IMNN.loss reads lambda and eps from the network's config
+    val_set = dict(val_set, delta=delta_t)  # the loss needs the steps beside the maps
+
+    def train_data(epoch):
+        sims = make_simulation_set(simulator, theta, step, n_s, n_d, seed=stream_seed(seed, epoch * 131))
+        return [dict(sims, delta=delta_t)]
+
+    result = IMNNTraining(history=None)
+
+    def callback(epoch, history):
+        # the validation pass runs after the training step: last_info is the validation set's
+        det = float(np.linalg.det(model.last_info["fisher"].cpu().numpy()))
+        result.det_fisher.append(det)
+        if ref_det is not None:
+            result.saturation.append(det / ref_det)
+
+    result.history = fit(model, None, train_data, [val_set], epochs=epochs, lr=lr, patience=patience,
+                         clip_grad=clip_grad, checkpoint=checkpoint, progress=progress, device=device,
+                         callback=callback, scheduler=scheduler)
+    return result
+
+
+def warmup_cosine(epochs: int, warmup: int | None = None, floor: float = 0.01):
+    """The learning-rate factor of step e: a linear warm-up, then a cosine down to ``floor``.
+
+        f(e) = min(1, (e + 1) / warmup) * (floor + (1 - floor) (1 + cos(pi e / epochs)) / 2)
+
+    ``warmup`` defaults to ``epochs // 10`` clipped to [5, 50] (and at most ``epochs``). For ``torch.optim.lr_scheduler.LambdaLR``.
+
+    Example:
+        >>> f = warmup_cosine(100, 10)
+        >>> round(f(0), 3), round(f(9), 3), round(f(99), 3)
+        (0.1, 0.98, 0.01)
+    """
+    check_int(epochs, "epochs", 1)
+    warmup = min(epochs, 50, max(5, epochs // 10)) if warmup is None else check_int(warmup, "warmup", 1)
+
+    def factor(e: int) -> float:
+        return min(1.0, (e + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs)))
+
+    return factor
+
+
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_imnn(name: str, model: IMNN, stats: SummaryStatistics, *, simulator_config: dict, delta,
+              metrics: dict, command: str, seconds: float, directory=None):
+    """Ship a trained IMNN with ``cosmonb.checkpoints.save_pretrained``.
+
+    The fiducial statistics (theta_fid, mu, C, dmu/dtheta) and delta go into the
+    normaliser, so a loaded compressor gives score estimates without new simulations.
+    """
+    norm = {k: np.asarray(v, float) for k, v in stats.to_dict().items()}
+    norm["delta"] = np.asarray(delta, float)
+    return checkpoints.save_model(name, model, metrics=metrics, command=command, seconds=seconds,
+                                  normaliser=norm, extra={"simulator": dict(simulator_config)},
+                                  directory=directory)
+
+
+def load_imnn(name: str, directory=None):
+    """Load a shipped IMNN -> ``(IMNNCompressor, checkpoint dict)`` (sha256-checked)."""
+    # the shipped networks predate save_model (no "kind"); IMNN.upgrade_config fills linear_skip=False for
+    # those saved before the skip existed
+    model, ckpt = checkpoints.load_model(name, directory, kind="imnn")
+    norm = ckpt["normaliser"]
+    stats = SummaryStatistics.from_dict(norm)
+    return IMNNCompressor(model, stats), ckpt
