@@ -11,7 +11,12 @@
   epoch-based loop that notebooks 01 and 02 use (``loss_fn=None`` means
   ``model.loss``); shared state helpers in ``state.py``.
 """
+from . import distributed
+from .callbacks import EMA, Callback, EarlyStopping, PeriodicCheckpoint, Progress
+from .config import TrainConfig
 from .epochs import History, evaluate, fit, model_loss
+from .loop import Trainer
 from .state import CheckpointError, NonFiniteLossError
 
-__all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "CheckpointError", "model_loss"]
+__all__ = ["fit", "evaluate", "History", "NonFiniteLossError", "CheckpointError", "model_loss", "TrainConfig",
+           "Trainer", "Callback", "EarlyStopping", "PeriodicCheckpoint", "EMA", "Progress", "distributed"]
