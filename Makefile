@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 ## make run: execute every notebook headless into build/, printing time and headline numbers
 run: $(STAMP)
-	$(BIN)/python scripts/run_notebooks.py $(if $(QUICK),--quick,) $(NOTEBOOKS)
+	$(BIN)/python -m cosmonb run $(if $(QUICK),--quick,) $(NOTEBOOKS)
 
 ## make test: every notebook once under nbval (quick mode), then unit tests, doctests and the
 ## notebook tests, which read the numbers the nbval run recorded (conftest.py)

@@ -21,7 +21,8 @@ from ..fisher import SummaryStatistics, check_step, summary_statistics
 from ..models.imnn import IMNN, IMNNCompressor, exact_scores_of_set, make_simulation_set, stream_seed
 from ..train import fit
 
-__all__ = ["train_imnn", "IMNNTraining", "warmup_cosine", "save_imnn", "load_imnn"]
+__all__ = ["train_imnn", "IMNNTraining", "warmup_cosine", "save_imnn", "load_imnn", "IMNN_NAMES", "CLI_PRESETS",
+           "train_imnn_recipe"]
 
 
 # --------------------------------------------------------------------------- training
@@ -135,16 +136,17 @@ def warmup_cosine(epochs: int, warmup: int | None = None, floor: float = 0.01):
 
 # --------------------------------------------------------------------------- checkpoints
 def save_imnn(name: str, model: IMNN, stats: SummaryStatistics, *, simulator_config: dict, delta,
-              metrics: dict, command: str, seconds: float, directory=None):
+              metrics: dict, command: str, seconds: float, directory=None, extra: dict | None = None):
     """Ship a trained IMNN with ``cosmonb.checkpoints.save_pretrained``.
 
     The fiducial statistics (theta_fid, mu, C, dmu/dtheta) and delta go into the
     normaliser, so a loaded compressor gives score estimates without new simulations.
+    ``extra``: more JSON-like provenance stored beside the simulator's config.
     """
     norm = {k: np.asarray(v, float) for k, v in stats.to_dict().items()}
     norm["delta"] = np.asarray(delta, float)
     return checkpoints.save_model(name, model, metrics=metrics, command=command, seconds=seconds,
-                                  normaliser=norm, extra={"simulator": dict(simulator_config)},
+                                  normaliser=norm, extra={"simulator": dict(simulator_config), **(extra or {})},
                                   directory=directory)
 
 
@@ -156,3 +158,79 @@ def load_imnn(name: str, directory=None):
     norm = ckpt["normaliser"]
     stats = SummaryStatistics.from_dict(norm)
     return IMNNCompressor(model, stats), ckpt
+
+
+# --------------------------------------------------------------------------- the command's recipe
+#: The shipped IMNNs that ``python -m cosmonb train`` makes: checkpoint name -> preset of
+#: ``sbi_tools.PRESETS`` (``imnn_lognormal_refit`` is a fine-tuning of ``imnn_lognormal`` at
+#: the score estimate of notebook 01's observed map: ``bench/imnn.py --save`` makes it).
+IMNN_NAMES = {"imnn_grf": "grf", "imnn_lognormal": "lognormal"}
+
+#: ``--preset`` -> the stages of ``sbi_tools.PRESETS[...]`` it runs (each step one fresh simulation set):
+#:
+#: * ``quick``: the ``quick`` stage alone (60 steps on small sets; seconds), as notebook 01's quick mode.
+#: * ``cpu``: what was shipped: ``full`` from scratch, then ``polish`` (``sbi_tools.train_recipe``;
+#:   ``bench/imnn.py --save``), on 32^2 maps.
+#: * ``paper``: the same stages. The paper (Charnock et al. 2018) trained on 128^2 Gaussian fields and
+#:   reached det F_IMNN / det F = 0.971; its grid is 16x more pixels per map and its test sets would
+#:   take hours on a CPU, so this preset keeps the shipped 32^2 simulator (not yet a larger grid).
+CLI_PRESETS = {"quick": ("quick",), "cpu": ("full", "polish"), "paper": ("full", "polish")}
+
+
+def train_imnn_recipe(name: str, preset: str = "quick", *, out, resume: bool = False, max_steps: int | None = None,
+                      seed: int = 0, progress: bool = False, command: str | None = None, log=print):
+    """Train the shipped IMNN ``name`` with ``preset`` and save it to the folder ``out``; returns the path.
+
+    ``out/<name>.pt`` loads with :func:`load_imnn` (``directory=out``) or
+    ``checkpoints.load_model``. ``max_steps`` caps the optimiser steps of all stages
+    together (each step trains on a fresh simulation set). ``resume=True`` continues
+    the network in ``out``: with the ``quick`` stage for ``--preset quick``, else with
+    ``polish`` (as ``bench/imnn.py --polish`` does). Runs in one process.
+    """
+    from pathlib import Path
+
+    from ..sbi_tools import PRESETS, make_simulator, train_preset
+
+    if name not in IMNN_NAMES:
+        raise ValueError(f"name: expected one of {sorted(IMNN_NAMES)}, got {name!r}")
+    if preset not in CLI_PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(CLI_PRESETS)}, got {preset!r}")
+    out = Path(out)
+    key = IMNN_NAMES[name]
+    stages = list(CLI_PRESETS[preset])
+    init, earlier = None, {}
+    if resume:
+        if not (out / f"{name}.pt").is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint {out / (name + '.pt')} to continue from; train "
+                                    "without --resume first (into the same --out)")
+        comp, ckpt = load_imnn(name, out)
+        saved = ckpt["config"].get("train", {}).get("preset")
+        if saved not in (None, preset):
+            raise ValueError(f"--preset: {out / (name + '.pt')} was trained with --preset {saved}, not {preset}; "
+                             f"resume with --preset {saved}")
+        init, earlier = comp.model, ckpt["metadata"]["metrics"]
+        stages = stages[-1:]  # quick continues quick; cpu / paper polish again
+    left = None if max_steps is None else int(max_steps)
+    comp, metrics, seconds, done = None, {}, float(earlier.get("train_seconds", 0.0)), []
+    for i, stage in enumerate(stages):
+        epochs = PRESETS[key][stage]["epochs"]
+        if left is not None:
+            if left < 1:
+                break
+            epochs = min(epochs, left)
+            left -= epochs
+        log(f"[cosmonb train] {name} ({preset}): stage {stage!r}, {epochs} steps")
+        comp, _, metrics = train_preset(key, stage, init_model=init, seed=seed + 7 * i, progress=progress,
+                                        epochs=epochs)
+        init = comp.model
+        seconds += metrics["train_seconds"]
+        done.append({"stage": stage, "epochs": epochs})
+    metrics = dict(metrics, train_seconds=seconds, epochs=int(earlier.get("epochs", 0)) + sum(d["epochs"] for d in done))
+    sim = make_simulator(PRESETS[key]["simulator"])
+    cmd = command or f"python -m cosmonb train {name} --preset {preset}"
+    path = save_imnn(name, comp.model, comp.stats, simulator_config=sim.config(), delta=PRESETS[key]["delta"],
+                     metrics=metrics, command=cmd, seconds=seconds, directory=out,
+                     extra={"train": {"preset": preset, "stages": done, "resumed": bool(resume)}})
+    log(f"[cosmonb train] {name}: saturation {metrics['saturation']:.3f} (det F_IMNN / det F_exact) after "
+        f"{metrics['epochs']} steps -> {path}")
+    return path
