@@ -16,7 +16,6 @@ unchanged under ``torchrun`` (DDP; rank 0 writes).
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata as metadata
 import os
 import sys

@@ -142,6 +142,10 @@ def test_train_imnn_quick(tmp_path):
     assert ckpt["metadata"]["metrics"]["epochs"] == 3
     assert ckpt["config"]["train"]["preset"] == "quick"
     assert np.isfinite(ckpt["metadata"]["metrics"]["saturation"])
+    # --resume continues the network in --out; --max-steps caps all its steps, as for the flows
+    assert cli.main(["train", "imnn_grf", "--preset", "quick", "--max-steps", "5", "--out", str(out), "--resume"]) == 0
+    comp, ckpt = load_imnn("imnn_grf", out)
+    assert ckpt["metadata"]["metrics"]["epochs"] == 5 and ckpt["config"]["train"]["resumed"]
 
 
 # --------------------------------------------------------------------------- bad input

@@ -183,7 +183,8 @@ def train_imnn_recipe(name: str, preset: str = "quick", *, out, resume: bool = F
 
     ``out/<name>.pt`` loads with :func:`load_imnn` (``directory=out``) or
     ``checkpoints.load_model``. ``max_steps`` caps the optimiser steps of all stages
-    together (each step trains on a fresh simulation set). ``resume=True`` continues
+    together, counting those of a resumed network (each step trains on a fresh
+    simulation set), as it caps a flow's steps. ``resume=True`` continues
     the network in ``out``: with the ``quick`` stage for ``--preset quick``, else with
     ``polish`` (as ``bench/imnn.py --polish`` does). Runs in one process.
     """
@@ -210,7 +211,11 @@ def train_imnn_recipe(name: str, preset: str = "quick", *, out, resume: bool = F
                              f"resume with --preset {saved}")
         init, earlier = comp.model, ckpt["metadata"]["metrics"]
         stages = stages[-1:]  # quick continues quick; cpu / paper polish again
-    left = None if max_steps is None else int(max_steps)
+    left = None if max_steps is None else int(max_steps) - int(earlier.get("epochs", 0))  # a cap on all steps
+    if left is not None and left < 1:
+        log(f"[cosmonb train] {name}: already trained {earlier.get('epochs')} steps >= --max-steps {max_steps}; "
+            "nothing to do (raise --max-steps to continue)")
+        return out / f"{name}.pt"
     comp, metrics, seconds, done = None, {}, float(earlier.get("train_seconds", 0.0)), []
     for i, stage in enumerate(stages):
         epochs = PRESETS[key][stage]["epochs"]
