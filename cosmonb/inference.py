@@ -222,7 +222,7 @@ class SamplePosterior:
         q = np.quantile(self.samples, [(1 - mass) / 2, (1 + mass) / 2], axis=0)
         return q.T
 
-    def credible_mass(self, point, max_samples=4000):
+    def credible_mass(self, point, max_samples=2000):
         """Posterior mass denser than ``point`` under the samples' KDE (its HPD rank).
 
         Uniform on [0, 1] over repeated experiments for a calibrated posterior.

@@ -1,46 +1,82 @@
-r"""The built-in CAMELS-like simulator, which knows its exact likelihood.
+r"""The built-in CAMELS-like simulator (v2), which knows its exact likelihood.
 
-A map of CAMELS's Multifield Dataset (CMD) is a 5 Mpc/h slab of a periodic
-(25 Mpc/h)^3 box, projected onto a 2D grid. This module imitates one with a
-lognormal field whose log is exactly Gaussian, so the likelihood of a dark
-matter map given (Omega_m, sigma_8) can be written down and evaluated.
+A map of CAMELS's Multifield Dataset (CMD; Villaescusa-Navarro et al. 2022, ApJS 259, 61)
+is a 5 Mpc/h slab of a periodic (25 Mpc/h)^3 box, projected onto a 2D grid. This module
+imitates one with fields whose logs are exactly Gaussian, with a covariance diagonal in
+Fourier space (a C x C block per mode for C channels), so the likelihood of any subset
+of channels given all six CAMELS parameters can be written down and evaluated.
 
-The model, step by step (all spectra in (Mpc/h)^n, k in h/Mpc):
+**Dark matter** (all spectra in (Mpc/h)^2, k in h/Mpc). ``y = ln Mcdm = mu + g`` with g a
+Gaussian field of continuum spectrum
 
-1. **Non-linear 3D spectrum.** ``P_nl(k) = P_lin(k) [1 + (k / k_nl)^1.5]``
-   with ``k_nl = 1 h/Mpc (sigma_8 / 0.8)^-2 (Omega_m / 0.3)^0.5``. A toy of
-   non-linear growth, not fitted to N-body: its scale moves with sigma_8
-   differently from how the linear amplitude does, which (with the mean
-   density) is what lets a map separate Omega_m from sigma_8.
-2. **Projection through a slab** of thickness d = 5 Mpc/h in a periodic box
-   of side L: only k_z = 2 pi m / L exist, so
-   ``P_2D(k) = (1/L) sum_m P_nl(sqrt(k^2 + k_z^2)) sinc^2(k_z d / 2)``,
-   whose L -> infinity limit is the integral
-   ``(1/pi) int_0^inf P_nl(sqrt(k^2 + k_z^2)) sinc^2(k_z d / 2) dk_z``.
-   The m = 0, k = 0 term is zero: the box mean is fixed, but a slab's mean
-   scatters through the k_z != 0 modes.
-3. **On the grid.** An n x n map with the unnormalised FFT has per-mode
-   variance ``S_k = n^2 P_2D(|k|) / L^2`` (the DC mode included).
-   The linear pixel variance is ``s^2 = sum_k S_k / n^2``.
-4. **Log field.** The Gaussian log field g has spectrum
-   ``S^g_k = S_k ln(1 + s^2) / s^2``: the shape of the linear spectrum, its
-   amplitude reduced so that Var(g) = ln(1 + s^2), as for a lognormal field
-   of variance s^2 (the log-density of N-body fields has about the linear
-   shape with a lower amplitude; Neyrinck, Szapudi & Szalay 2009).
-5. **Dark matter.** ``Mcdm = rho_cdm exp(g - Var(g)/2)`` with
-   ``rho_cdm = (Omega_m - Omega_b) rho_crit d`` in (Msun/h)/(Mpc/h)^2: the
-   map's normalisation carries Omega_m, the slab mean scatters about it.
+    P_g(k) = A_L T(k; Omega_m) exp(-(k / K_L)^2) + P_S(k; Omega_m, sigma_8),
 
-So ``y = ln Mcdm`` is Gaussian with mean ``mu = ln rho_cdm - Var(g)/2`` and a
-covariance diagonal in Fourier space, and the exact log-likelihood is
+* ``T`` is the linear spectrum (Eisenstein-Hu, :mod:`cosmonb.cosmology`) at unit sigma_8,
+  projected through the slab: only k_z = 2 pi m / L exist in the periodic box, so
+  ``T_2D(k) = (1/L) sum_m T_3D(sqrt(k^2 + k_z^2)) sinc^2(k_z d / 2)``; tabulated on Omega_m
+  nodes and splined. ``A_L = sigma_8^2 ln(1 + s^2) / s^2`` with ``s^2`` the linear variance
+  smoothed over R_SAT = 0.5 Mpc/h: the log of a non-linear density field keeps about the
+  linear shape at a reduced amplitude (Neyrinck, Szapudi & Szalay 2009), and the log
+  transform erases the linear shape beyond K_L = 2 h/Mpc.
+* ``P_S`` is the collapsed-structure (halo) term: a variance per ln k,
+  ``k^2 P_S / 2 pi = A_S (k / 2)^0.3 (1 - e^{-(k/2)^2}) e^{-(0.02 k)^2}``, which rises from
+  zero below k = 2 h/Mpc (halo scales) and then grows only slowly, with
+  ``A_S = 0.25 (Omega_m / 0.3)^1.5 (sigma_8 / 0.8)^1.5``: more small-scale power with more
+  matter at fixed sigma_8, as in linear theory (Omega_m^~1 at k = 2-10 h/Mpc) and steeper.
+* On an n x n grid each mode has variance ``S_k = n^2 P_g(|k|) w(|k|) / L^2`` with the
+  cell-average window ``w = exp(-k^2 a^2 / 12)``, a = L / n: maps are pixel averages, so
+  ``simulate(n_pix=64)`` and a 256^2 map block-averaged to 64^2 have the same statistics.
+* ``Mcdm = rho_cdm exp(g - Var(g) / 2)``, ``rho_cdm = (Omega_m - Omega_b) rho_crit d`` in
+  (Msun/h)/(Mpc/h)^2: the map's normalisation carries Omega_m.
 
-    ln p(map | theta) = -1/2 sum_k |Y_k - n^2 mu delta_k0|^2 / (n^2 S^g_k)
-                        -1/2 sum_k ln S^g_k - (n^2/2) ln 2 pi - sum_x y_x,
+Why this spectrum. v1 (a lognormal transform of a toy non-linear P(k)) put most of the
+log field's variance at the pixel scale (its k^2 P(k) rose to the Nyquist frequency):
+neighbouring pixels correlated at 0.37 and maps looked like static. CMD maps are a cosmic
+web whose structure is resolved: the variance per ln k of the log field sits at the
+scales of filaments and haloes, below the Nyquist frequency of the map. Here
+``k^2 P_g / 2 pi`` peaks at k ~ 0.7 h/Mpc (0.60), stays at 0.3-0.45 from 1.5 to 20 h/Mpc
+and falls to 0.09 at 40 h/Mpc (256^2: k_Ny = 32 h/Mpc), and neighbouring pixels correlate
+at 0.85-0.86 at 64^2, 128^2 and 256^2 (``bench/results/foundation.json``). The balance of
+information follows the DDPM paper (Mudur, Cuesta-Lazaro & Finkbeiner 2023) on CMD Mcdm
+maps, "constraints on Omega_m are much tighter than those on sigma_8": the mean density
+and the halo term's Omega_m dependence carry Omega_m, and sigma_8 is degenerate with it.
 
-(Y = FFT(y); the last term is the Jacobian of the log). The gas, HI and
-magnetic-field channels are deterministic, documented functions of the same
-g (plus a little channel noise) that depend on the four astrophysical
-parameters; see :func:`baryon_channels`.
+**Channels** (Mgas, HI, B). With ``x = log2 (A_SN1, A_AGN1, A_SN2, A_AGN2)`` (0 at the
+fiducial), every channel's log is
+
+    ln X_c = a_c(theta) + (W_c * g) + n_c,   W_c(k) = b_c exp(-k^2 R_c^2 / 2),
+
+a biased, feedback-smoothed copy of the dark-matter log field plus its own Gaussian noise
+field n_c of spectrum ``v_c 4 pi r_c^2 exp(-k^2 r_c^2)`` (gas physics the dark matter does
+not determine). The feedback radius ``R_fb = 0.3 Mpc/h 2^(0.4 x_SN1 + 0.01 x_AGN1 +
+0.3 x_SN2 + 0.017 x_AGN2)`` sets ``R_c`` (``CHANNELS``): supernova feedback redistributes
+gas strongly, AGN feedback barely, as in the IllustrisTNG suite of CAMELS
+(Villaescusa-Navarro et al. 2021, ApJ 915, 71, whose 1P set varies one parameter at a
+time), and as the VDVAE paper's linear probe on Mgas, HI and B reads it (Andrianomena &
+Hassan: R^2 = 0.93, 0.64, 0.72, -0.01, 0.85, 0.20 for Omega_m, sigma_8, A_SN1, A_AGN1,
+A_SN2, A_AGN2). HI is biased (1.6, lower with A_SN2) and noisier (0.25 nats^2); B follows
+gas^(2/3) (flux freezing) with an amplitude rising with A_SN1. The per-mode covariance of
+the channels is ``S_k w w^T + diag(noise)`` (:func:`channel_spectra`), so
+
+    ln p(maps | theta) = sum over modes of a C-dimensional Gaussian (real and imaginary
+                         parts, Hermitian pairs counted once) - sum_x sum_c y_c(x),
+
+exact for any subset of channels (:func:`multifield_log_likelihood`; the last term is the
+Jacobian of the logs). :func:`marginal_posterior` samples it with emcee to marginalise
+the four astrophysical parameters over their log-uniform CAMELS prior, and
+:func:`information_ceiling` turns those posteriors into the best R^2 any estimator can
+reach on a set of maps.
+
+For one dark-matter map the likelihood is the C = 1 case,
+
+    ln p(map | theta) = -1/2 sum_k |Y_k - n^2 mu delta_k0|^2 / (n^2 S_k)
+                        -1/2 sum_k ln S_k - (n^2/2) ln 2 pi - sum_x y_x,
+
+(:func:`log_likelihood`, :func:`exact_posterior`, :func:`fisher_matrix`).
+
+What it is not: a simulation. Parameters are calibrated to published orderings and
+qualitative responses, not fitted to CAMELS spectra; no non-Gaussian statistics (peaks,
+voids, a pixel PDF other than lognormal) carry information here, and they do in CMD.
 
 Example:
     >>> maps = simulate([[0.3, 0.8, 1, 1, 1, 1]], ["Mcdm", "HI"], n_pix=32, seed=1)
@@ -132,7 +168,7 @@ def _projected_tables(k_perp, omega_m, box_size, slab):
 
 
 def projected_power(k, omega_m, sigma_8, box_size=BOX_SIZE, slab=SLAB_THICKNESS):
-    """2D spectrum of a slab of thickness ``slab`` projected from P_nl (module doc, step 2).
+    """2D spectrum of a slab of thickness ``slab`` projected from P_nl (the slab projection of the module doc).
 
     Shape: ``broadcast(omega_m, sigma_8).shape + k.shape``.
 
@@ -167,8 +203,10 @@ def fourier_grid(n_pix, box_size):
 #: v2 log-field model (module doc, "Simulator v2"): large-scale term ``A_L T(k; Omega_m)`` with
 #: ``A_L = sigma_8^2 ln(1 + s^2) / s^2``; small-scale term with variance per ln k
 #: ``A_S (k / K_P)^BETA_S (1 - exp(-(k / K_P)^2)) exp(-(k R_RES)^2)``,
-#: ``A_S = A_S0 (Omega_m / 0.3)^-M_S (sigma_8 / 0.8)^S_S``
-A_S0, BETA_S, K_P, R_RES, M_S, S_S = 0.25, 0.3, 2.0, 0.02, 2.0, 1.5
+#: ``A_S = A_S0 (Omega_m / 0.3)^M_S (sigma_8 / 0.8)^S_S``: at fixed sigma_8 the linear power at
+#: k = 2-10 h/Mpc grows as Omega_m^0.9-1.1 (the turnover k_eq moves with Omega_m h); non-linear
+#: collapse steepens that, so M_S = 1.5. (An earlier draft had Omega_m^-2: the wrong sign.)
+A_S0, BETA_S, K_P, R_RES, M_S, S_S = 0.25, 0.3, 2.0, 0.02, 1.5, 1.5
 #: smoothing radius (Mpc/h) of the linear variance s^2 that sets the log-field saturation
 R_SAT = 0.5
 #: the log transform suppresses the linear shape beyond K_L (h/Mpc): A_L T(k) exp(-(k / K_L)^2)
@@ -217,7 +255,7 @@ def small_scale_power(k, omega_m, sigma_8):
     """
     k = np.asarray(k, float)
     om, s8 = np.asarray(omega_m, float)[..., None], np.asarray(sigma_8, float)[..., None]
-    a_s = A_S0 * (om / 0.3) ** -M_S * (s8 / 0.8) ** S_S
+    a_s = A_S0 * (om / 0.3) ** M_S * (s8 / 0.8) ** S_S
     ks = np.where(k > 0, k, 1.0)
     per_lnk = (ks / K_P) ** BETA_S * -np.expm1(-(ks / K_P) ** 2) * np.exp(-(ks * R_RES) ** 2)
     return np.where(k > 0, a_s * 2 * np.pi / ks**2 * per_lnk, 0.0)
