@@ -190,10 +190,17 @@ def one_p_responses(n_maps=30, n_pix=128):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--one-p"]:  # this part alone, merged into the existing results
+    if sys.argv[1:] in (["--one-p"], ["--widths"]):  # one part alone, merged into the existing results
         from cosmonb import runtime
 
-        runtime.update_json(Path(__file__).resolve().parent / "results" / "foundation.json", one_p_responses(), "foundation results")
+        if sys.argv[1] == "--one-p":
+            part = one_p_responses()
+        else:
+            widths = {n: exact_widths_v2(n, n_maps=200 if n == 64 else 60) for n in (64, 256)}
+            part = {"exact_sigma_omega_m": {str(n): w["omega_m"] for n, w in widths.items()},
+                    "exact_sigma_sigma_8": {str(n): w["sigma_8"] for n, w in widths.items()},
+                    "exact_widths_v2": {str(n): w for n, w in widths.items()}}
+        runtime.update_json(Path(__file__).resolve().parent / "results" / "foundation.json", part, "foundation results")
         raise SystemExit
     results = {}
     results.update(pk_speed())
