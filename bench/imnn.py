@@ -116,6 +116,13 @@ def infer(comp, sim, prior, target, exact, seed, names, with_abc):
     return out
 
 
+def _part_args(args, part):
+    """The arguments for one part: with ``--only`` another part, its shipped networks."""
+    if args.only in (None, part):
+        return args
+    return argparse.Namespace(**{**vars(args), "pretrained": True, "polish": False, "save": False})
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--save", action="store_true", help="ship the trained networks with save_pretrained")
@@ -123,6 +130,8 @@ def main(argv=None):
     parser.add_argument("--polish", action="store_true",
                         help="continue the shipped networks with the 'polish' preset (and refit anew)")
     parser.add_argument("--quick", action="store_true", help="tiny networks and sizes: a smoke test")
+    parser.add_argument("--only", choices=["grf", "lognormal"],
+                        help="train (and ship, with --save) only this part; the other loads its shipped networks")
     args = parser.parse_args(argv)
     if args.quick and (args.save or args.pretrained or args.polish):
         parser.error("--quick trains tiny networks: not for shipping, and not with --pretrained / --polish")
@@ -147,7 +156,7 @@ def main(argv=None):
     out["sizes"]["grf"] = {k: pre[k] for k in ("simulator", "theta_fid", "delta", "prior", "model")}
     out["sizes"]["grf"].update(train=pre[stage], polish=pre["polish"])
     print("[grf]", flush=True)
-    comp, train_seconds["grf"] = network("imnn_grf", "grf", args)
+    comp, train_seconds["grf"] = network("imnn_grf", "grf", _part_args(args, "grf"))
     stats, out["fisher_saturation_grf_detail"] = saturation(comp.model, sim, theta_fid, delta, SEED + 123_456)
     out["fisher_saturation_grf"] = out["fisher_saturation_grf_detail"]["paired"]
     comp = imnn.IMNNCompressor(comp.model, stats)  # the notebook's compressor: statistics from these simulations
@@ -168,16 +177,17 @@ def main(argv=None):
     out["sizes"]["lognormal"].update(train=pre[stage], polish=pre["polish"],
                                      refit=pre["quick" if args.quick else "refit"])
     print("[lognormal]", flush=True)
-    comp, train_seconds["lognormal"] = network("imnn_lognormal", "lognormal", args)
+    ln_args = _part_args(args, "lognormal")
+    comp, train_seconds["lognormal"] = network("imnn_lognormal", "lognormal", ln_args)
     stats, out["fisher_saturation_lognormal_detail"] = saturation(comp.model, sim, theta_fid, delta, SEED + 123_457)
     out["fisher_saturation_lognormal"] = out["fisher_saturation_lognormal_detail"]["paired"]
     comp = imnn.IMNNCompressor(comp.model, stats)
     target = sim([THETA_TARGET_LN], seed=TARGET_SEED)[0]
-    exact = sims.exact_posterior(np.exp(target[0].astype(float)), n_grid=N_GRID)
+    exact = sims.exact_posterior(np.exp(target[0].astype(float)), n_grid=N_GRID, zoom=False)  # DELFI's grid
     theta_hat = np.clip(comp([target])[0], prior.low + 0.02, prior.high - 0.02)
     print(f"[lognormal refit at {theta_hat.round(4)}]", flush=True)
     refit, train_seconds["lognormal_refit"] = network(
-        "imnn_lognormal_refit", "lognormal", args, stage="quick" if args.quick else "refit", theta_fid=theta_hat,
+        "imnn_lognormal_refit", "lognormal", ln_args, stage="quick" if args.quick else "refit", theta_fid=theta_hat,
         init_model=comp.model, seed=SEED + 3)
     gap = refit.theta_fid - theta_hat
     if np.sqrt(gap @ sim.fisher(theta_fid) @ gap) > 0.5:

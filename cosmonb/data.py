@@ -65,8 +65,14 @@ CMD_FIELDS = ("Mgas", "Vgas", "T", "P", "Z", "HI", "ne", "B", "MgFe",
 #: CMD makes 15 maps (5 slabs along each of the 3 axes) per simulation.
 MAPS_PER_SIM = 15
 
-#: Redshifts of the Subfind snapshots used by the galaxy notebooks.
-SNAPSHOT_REDSHIFTS = {30: 0.15, 31: 0.10, 32: 0.05, 33: 0.00}
+#: Redshifts of the Subfind snapshots used by the galaxy notebooks: the 34-snapshot numbering of
+#: the original IllustrisTNG/SIMBA releases (030-033), and 090, z = 0 in the uniform 91-snapshot
+#: numbering of the 2024 reorganisation (camels.readthedocs.io, "Simulations" / "SUBFIND
+#: catalogs": "where 33 used to be the z=0 snapshot, now it is 90 uniformly for all suites").
+#: The new numbers of z = 0.05-0.15 are not listed there, so they are not guessed here.
+SNAPSHOT_REDSHIFTS = {30: 0.15, 31: 0.10, 32: 0.05, 33: 0.00, 90: 0.00}
+#: the same z = 0 catalog under its old and its new number
+SNAPSHOT_ALIASES = {33: 90, 90: 33}
 
 #: Subfind stores masses in 1e10 Msun/h and lengths in kpc/h.
 SUBFIND_MASS_UNIT = 1e10
@@ -496,7 +502,8 @@ def snapshot_path(root, snap: int) -> Path:
     """Path of the Subfind catalog of snapshot ``snap`` in one simulation folder.
 
     Looks for the current name ``groups_0XX.hdf5``, then the old
-    ``fof_subhalo_tab_0XX.hdf5``. SNAPSHOT_REDSHIFTS gives the redshifts of 30-33.
+    ``fof_subhalo_tab_0XX.hdf5``; for z = 0 under either number, 033 (old) or 090
+    (the 2024 renumbering, SNAPSHOT_ALIASES). SNAPSHOT_REDSHIFTS gives the redshifts.
 
     Example:
         >>> import tempfile, os
@@ -509,6 +516,9 @@ def snapshot_path(root, snap: int) -> Path:
     snap = _check_int(snap, "snap", low=0)
     root = Path(root)
     names = [f"groups_{snap:03d}.hdf5", f"fof_subhalo_tab_{snap:03d}.hdf5"]
+    if snap in SNAPSHOT_ALIASES:
+        alias = SNAPSHOT_ALIASES[snap]
+        names += [f"groups_{alias:03d}.hdf5", f"fof_subhalo_tab_{alias:03d}.hdf5"]
     for name in names:
         if (root / name).is_file():
             return root / name

@@ -57,7 +57,8 @@ def cmd_root(tmp_path):
 def test_constants():
     assert PARAM_NAMES == ("Omega_m", "sigma_8", "A_SN1", "A_AGN1", "A_SN2", "A_AGN2")
     assert len(CMD_FIELDS) == 13 and "B" in CMD_FIELDS and MAPS_PER_SIM == 15
-    assert SNAPSHOT_REDSHIFTS == {30: 0.15, 31: 0.10, 32: 0.05, 33: 0.00}
+    # issue 9: 090 is z = 0 in the 2024 numbering (CAMELS docs), beside the old 030-033
+    assert SNAPSHOT_REDSHIFTS == {30: 0.15, 31: 0.10, 32: 0.05, 33: 0.00, 90: 0.00}
 
 
 def test_load_cmd_values_and_param_rows(cmd_root):
@@ -577,3 +578,13 @@ def test_split_by_simulation_never_overlaps():
                 assert len(np.unique(together)) == len(together) == n_sims * 3
                 sims_of = [set((s // 3).tolist()) for s in sets]
                 assert all(not (a & b) for i, a in enumerate(sims_of) for b in sims_of[i + 1:])
+
+
+def test_snapshot_path_finds_z0_under_the_2024_number_and_the_old_one(tmp_path):
+    """CAMELS docs (2024 reorganisation): the z = 0 snapshot 033 is now 090, groups_090.hdf5."""
+    from cosmonb import data
+
+    (tmp_path / "groups_090.hdf5").write_bytes(b"")
+    assert data.snapshot_path(tmp_path, 90).name == "groups_090.hdf5"
+    assert data.snapshot_path(tmp_path, 33).name == "groups_090.hdf5"
+    assert data.SNAPSHOT_REDSHIFTS[90] == 0.0
