@@ -10,7 +10,7 @@ negative log-likelihood of the flow minus that of the true density),
 ``outlier_recall_at_5pct_fpr`` >= 0.9, quick mode < 60 s. A miss is written as a miss.
 
 Data: the built-in CV set (27 fiducial simulations x snapshots 030-033, seed 0), split
-by simulation (cosmonb.catalogs.CV_SPLIT): the flows train on 0-19, validate on 20-22;
+by simulation (cosmonb.sims.catalogs.CV_SPLIT): the flows train on 0-19, validate on 20-22;
 "test" is 23-26. The headline numbers use a *fresh* set never seen while building or
 tuning the flows: 27 more CV simulations drawn with seed 1 (and, for the A_SN1-conditional
 flow, 20 simulations with new A_SN1 values, seed 1).
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import _machine  # noqa: E402  (bench/_machine.py)
 import cosmonb  # noqa: E402
-from cosmonb import catalogs as C  # noqa: E402
+from cosmonb.sims import catalogs as C  # noqa: E402
 from cosmonb import runtime  # noqa: E402
 from cosmonb.models import flows as F  # noqa: E402
 

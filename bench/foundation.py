@@ -6,7 +6,7 @@
   (Mcdm, Mgas, HI, B) of 64x64 (target < 60 s on 2 cores).
 * exact_sigma_omega_m, exact_sigma_sigma_8 (simulator v2: keyed by map size, 64 and 256):
   median marginal standard deviations of the exact dark-matter posterior over LH maps
-  (200 at 64^2, 60 at 256^2; sims.exact_posterior's zoomed grid), with coverages in exact_widths_v2;
+  (200 at 64^2, 60 at 256^2; inference.exact_posterior's zoomed grid), with coverages in exact_widths_v2;
   exact_correlation and exact_coverage_*: the 200 x 200-grid run at 64^2.
 * neighbour_correlation_log_mcdm (64, 128, 256), pixel_scatter_dex_64_vs_block_averaged_256,
   max_channel_spearman (log channels at fixed parameters), r2_ceiling_gas (R^2 of the exact
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import write_results  # noqa: E402
 
-from cosmonb import cosmology, sims, stats  # noqa: E402
+from cosmonb import cosmology, inference, sims, stats  # noqa: E402
 from cosmonb.inference import GridPosterior  # noqa: E402
 
 
@@ -124,14 +124,14 @@ def channel_spearman(n_maps=8):
 
 
 def exact_widths_v2(n_pix, n_maps=200, n_grid=100):
-    """Median widths and coverage of sims.exact_posterior (zoomed grid) over LH maps."""
+    """Median widths and coverage of inference.exact_posterior (zoomed grid) over LH maps."""
     params, _ = sims.lh_set(n_sims=n_maps, seed=3)
     truth = params[:: sims.MAPS_PER_SIM]
     maps = sims.simulate(truth, "Mcdm", n_pix=n_pix, seed=3)[:, 0]
     stds, ranks = [], []
     start = time.perf_counter()
     for i in range(n_maps):
-        post = sims.exact_posterior(maps[i], n_grid=n_grid)
+        post = inference.exact_posterior(maps[i], n_grid=n_grid)
         stds.append(post.std)
         ranks.append(post.credible_mass(truth[i, :2]))
     seconds = (time.perf_counter() - start) / n_maps

@@ -40,10 +40,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import cosmonb  # noqa: E402
 from _machine import write_results  # noqa: E402
-from cosmonb import fisher, sims  # noqa: E402
+from cosmonb import fisher, inference, sims  # noqa: E402
+from cosmonb.inference import BoxPrior, Delfi, abc_rejection, compare_to_exact  # noqa: E402
 from cosmonb.models import imnn  # noqa: E402
-from cosmonb.sbi_tools import PRESETS, BoxPrior, Delfi, abc_rejection, compare_to_exact, make_simulator, \
-    train_preset, train_recipe  # noqa: E402
+from cosmonb.recipes.imnn import PRESETS, train_preset, train_recipe  # noqa: E402
+from cosmonb.sims import make_simulator  # noqa: E402
 
 # the notebook's defaults (parameters cell)
 SEED = 0
@@ -59,7 +60,7 @@ COMMAND = "python bench/imnn.py --save"
 
 def network(name, preset, args, stage=None, **train_kw):
     """The network ``name``: shipped (``--pretrained``), shipped then polished (``--polish``), or trained
-    now (``sbi_tools.train_recipe``; or one ``stage`` of the preset, e.g. the refit). ``--save`` ships what
+    now (``cosmonb.recipes.imnn.train_recipe``; or one ``stage`` of the preset, e.g. the refit). ``--save`` ships what
     was trained. Returns ``(compressor, train_seconds)``, the seconds of every stage that made it."""
     if args.pretrained or (args.polish and stage is None):
         comp, ckpt = imnn.load_imnn(name)
@@ -161,7 +162,7 @@ def main(argv=None):
     out["fisher_saturation_grf"] = out["fisher_saturation_grf_detail"]["paired"]
     comp = imnn.IMNNCompressor(comp.model, stats)  # the notebook's compressor: statistics from these simulations
     target = sim([THETA_TARGET_GRF], seed=TARGET_SEED)[0]
-    exact = fisher.power_law_posterior(target[0], (prior.low[0], prior.high[0]), (prior.low[1], prior.high[1]),
+    exact = inference.power_law_posterior(target[0], (prior.low[0], prior.high[0]), (prior.low[1], prior.high[1]),
                                        n_grid=N_GRID)
     grf = infer(comp, sim, prior, target, exact, SEED + 1, ("A", "B"), with_abc=True)
     out["grf_target"] = {"truth": THETA_TARGET_GRF.tolist(), **{k: grf.pop(k) for k in
@@ -183,7 +184,7 @@ def main(argv=None):
     out["fisher_saturation_lognormal"] = out["fisher_saturation_lognormal_detail"]["paired"]
     comp = imnn.IMNNCompressor(comp.model, stats)
     target = sim([THETA_TARGET_LN], seed=TARGET_SEED)[0]
-    exact = sims.exact_posterior(np.exp(target[0].astype(float)), n_grid=N_GRID, zoom=False)  # DELFI's grid
+    exact = inference.exact_posterior(np.exp(target[0].astype(float)), n_grid=N_GRID, zoom=False)  # DELFI's grid
     theta_hat = np.clip(comp([target])[0], prior.low + 0.02, prior.high - 0.02)
     print(f"[lognormal refit at {theta_hat.round(4)}]", flush=True)
     refit, train_seconds["lognormal_refit"] = network(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_finite_array, check_in_range
+from .constants import OMEGA_M_RANGE, SIGMA_8_RANGE  # noqa: F401  (re-exported: the LH prior ranges)
 
 OMEGA_B = 0.049
 HUBBLE = 0.6711
@@ -33,9 +34,6 @@ T_CMB = 2.7255
 #: critical density today in (Msun/h) / (Mpc/h)^3
 RHO_CRIT = 2.77536627e11
 
-#: The LH prior ranges for (Omega_m, sigma_8).
-OMEGA_M_RANGE = (0.1, 0.5)
-SIGMA_8_RANGE = (0.6, 1.0)
 
 
 def eisenstein_hu_transfer(k, omega_m, omega_b=OMEGA_B, h=HUBBLE, t_cmb=T_CMB):

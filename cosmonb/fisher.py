@@ -55,13 +55,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_finite_array, check_box_size, check_ndim, check_size
-from .inference import GridPosterior
-from .sims import binned_mode_power, fourier_grid, square_maps
+from ._checks import as_finite_array, check_ndim, check_size
+# the power-law field's exact likelihood lives beside its simulator; re-exported here
+from .sims.simulators import power_law_fisher, power_law_log_likelihood, power_law_modes, power_law_score
 
 __all__ = [
     "normal_fisher", "cramer_rao", "power_law_modes", "power_law_fisher",
-    "power_law_log_likelihood", "power_law_score", "power_law_posterior",
+    "power_law_log_likelihood", "power_law_score",
     "monte_carlo_fisher", "gaussian_fisher", "summary_statistics", "score_compress",
     "check_covariance", "check_step", "SummaryStatistics",
 ]
@@ -159,145 +159,6 @@ def cramer_rao(fisher) -> dict:
     std = np.sqrt(np.diag(inv))
     return {"covariance": inv, "marginal_std": std, "conditional_std": 1.0 / np.sqrt(np.diag(f)),
             "correlation": inv / np.outer(std, std)}
-
-
-# --------------------------------------------------------------------------- power-law GRF
-def power_law_modes(n_pix: int, box_size: float = 25.0):
-    """The non-zero wavenumbers of an n x n grid: ``(k_unique, counts)``.
-
-    ``k_unique`` (K,) in units of 2 pi / box_size times integers, ``counts`` the
-    number of grid modes (over the full n x n FFT grid) with that |k|;
-    ``counts.sum() == n_pix**2 - 1`` (the DC mode is excluded). See the module
-    docstring for why the full grid with a factor 1/2 counts each independent
-    real degree of freedom once.
-
-    Example:
-        >>> k, c = power_law_modes(4, box_size=2 * np.pi)
-        >>> k[:2], int(c.sum())
-        (array([1.        , 1.41421356]), 15)
-    """
-    n_pix = check_size(n_pix, "n_pix")
-    box_size = check_box_size(box_size)
-    k, _, counts = fourier_grid(n_pix, box_size)
-    return k[1:].copy(), counts[1:].copy()
-
-
-def _check_ab(amplitude, slope):
-    a = as_finite_array(amplitude, "amplitude")
-    b = as_finite_array(slope, "slope")
-    if np.any(a <= 0):
-        raise ValueError("amplitude: expected A > 0")
-    return np.broadcast_arrays(a, b)
-
-
-def power_law_fisher(amplitude, slope, n_pix: int, box_size: float = 25.0) -> np.ndarray:
-    """Analytic Fisher matrix of (A, B) for one n x n Gaussian field with P(k) = A k^-B.
-
-    ``F_ij = 1/2 sum_{k != 0} d_i ln P d_j ln P`` over the full FFT grid (module
-    docstring), with ``d_A ln P = 1/A``, ``d_B ln P = -ln k``. k in the units of
-    ``cosmonb.sims`` (h/Mpc for a box in Mpc/h), so ``box_size`` matters for B's
-    pivot (the A-B correlation) but not for the information on B.
-
-    Example:
-        >>> F = power_law_fisher(1.0, 0.5, n_pix=8)
-        >>> float(F[0, 0])  # (n^2 - 1) / (2 A^2)
-        31.5
-    """
-    a, b = _check_ab(amplitude, slope)
-    if a.ndim:
-        raise ValueError("amplitude, slope: expected scalars (one fiducial point)")
-    k, counts = power_law_modes(n_pix, box_size)
-    d = np.stack([np.full_like(k, 1.0 / float(a)), -np.log(k)])  # (2, K)
-    return 0.5 * np.einsum("ik,jk,k->ij", d, d, counts)
-
-
-def _field_power(fields, box_size):
-    """|delta_k|^2 summed per unique |k| (N, K) for fields (N, n, n), DC excluded."""
-    arr, single = square_maps(fields, "fields", "fields")
-    binned, _ = binned_mode_power(arr, box_size)
-    return binned[:, 1:], arr.shape[-1], single
-
-
-def power_law_log_likelihood(fields, amplitude, slope, box_size: float = 25.0):
-    """Exact ln p(field | A, B) of zero-mean Gaussian fields with P(k) = A k^-B.
-
-    ``fields`` (n, n) or (N, n, n) as ``cosmonb.sims.gaussian_field`` makes them;
-    ``amplitude``, ``slope`` broadcastable arrays of shape S. Returns (N,) + S
-    (or S for one field). Over the n^2 - 1 non-DC modes, with per-mode variance
-    ``S_k = n^2 P(k) / L^2`` of the unnormalised FFT coefficients divided by n:
-
-        ln p = -1/2 sum_k [ |delta_k|^2 / (n^2 S_k) + ln S_k ] + const.
-
-    Example:
-        >>> from cosmonb.sims import gaussian_field
-        >>> f = gaussian_field(lambda k: 1.0 * k ** -0.5, n_pix=16, n_maps=1, seed=1)
-        >>> ll = power_law_log_likelihood(f, [0.5, 1.0], 0.5)
-        >>> ll.shape
-        (1, 2)
-    """
-    box_size = check_box_size(box_size)
-    binned, n, single = _field_power(fields, box_size)
-    a, b = _check_ab(amplitude, slope)
-    k, counts = power_law_modes(n, box_size)
-    a_f, b_f = a.ravel(), b.ravel()
-    ln_s = (np.log(a_f)[:, None] - b_f[:, None] * np.log(k)[None, :]
-            + np.log(n**2 / box_size**2))  # (P, K)
-    quad = binned @ np.exp(-ln_s).T / n**2  # (N, P)
-    out = -0.5 * (quad + (counts * ln_s).sum(-1)[None] + (n**2 - 1) * np.log(2 * np.pi))
-    out = out.reshape((len(binned),) + a.shape)
-    return out[0] if single else out
-
-
-def power_law_score(fields, amplitude, slope, box_size: float = 25.0) -> np.ndarray:
-    """Exact score d ln p / d(A, B) of each field, shape (N, 2) (or (2,) for one field).
-
-    ``s_i = 1/2 sum_k (|delta_k|^2 / (n^2 S_k) - 1) d_i ln S_k``: zero mean and
-    covariance equal to :func:`power_law_fisher` at the true parameters, which
-    is how a Monte Carlo check of the Fisher matrix works.
-
-    Example:
-        >>> from cosmonb.sims import gaussian_field
-        >>> f = gaussian_field(lambda k: 1.0 * k ** -0.5, n_pix=16, n_maps=3, seed=1)
-        >>> power_law_score(f, 1.0, 0.5).shape
-        (3, 2)
-    """
-    box_size = check_box_size(box_size)
-    binned, n, single = _field_power(fields, box_size)
-    a, b = _check_ab(amplitude, slope)
-    if a.ndim:
-        raise ValueError("amplitude, slope: expected scalars (the point where the score is taken)")
-    a, b = float(a), float(b)
-    k, counts = power_law_modes(n, box_size)
-    s_k = n**2 * a * k ** (-b) / box_size**2
-    x = binned / (n**2 * s_k) - counts  # sum over the modes of one |k| of (|d|^2/var - 1)
-    d = np.stack([np.full_like(k, 1.0 / a), -np.log(k)])  # (2, K)
-    score = 0.5 * x @ d.T
-    return score[0] if single else score
-
-
-def power_law_posterior(field, amplitude_range=(0.5, 1.5), slope_range=(0.1, 0.9), n_grid=100,
-                        box_size: float = 25.0):
-    """Exact posterior of (A, B) for one Gaussian field on an n_grid^2 grid, flat prior.
-
-    Returns a :class:`cosmonb.inference.GridPosterior`.
-
-    Example:
-        >>> from cosmonb.sims import gaussian_field
-        >>> f = gaussian_field(lambda k: 1.0 * k ** -0.5, n_pix=32, seed=2)[0]
-        >>> post = power_law_posterior(f, n_grid=40)
-        >>> bool(abs(post.mean[0] - 1.0) < 0.4)
-        True
-    """
-
-    field = as_finite_array(field, "field")
-    if field.ndim == 3 and field.shape[0] == 1:
-        field = field[0]
-    check_ndim(field, "field", 2, "one field of shape (n, n)")
-    n_grid = check_size(n_grid, "n_grid")
-    a = np.linspace(*amplitude_range, n_grid)
-    b = np.linspace(*slope_range, n_grid)
-    ll = power_law_log_likelihood(field, a[:, None], b[None, :], box_size)
-    return GridPosterior(a, b, ll, names=("A", "B"))
 
 
 def monte_carlo_fisher(scores) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests of cosmonb.catalogs: the mass function against colossus, the exact galaxy density, the files."""
+"""Tests of cosmonb.sims.catalogs: the mass function against colossus, the exact galaxy density, the files."""
 from __future__ import annotations
 
 import zlib
@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cosmonb import catalogs as C
+from cosmonb.sims import catalogs as C
 from cosmonb import data, sims
 
 FID = sims.FIDUCIAL

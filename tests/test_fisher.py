@@ -6,7 +6,8 @@ import pytest
 
 from cosmonb import fisher as fi
 from cosmonb import sims
-from cosmonb.sbi_tools import PowerLawSimulator
+from cosmonb import inference
+from cosmonb.sims import PowerLawSimulator
 
 
 # --------------------------------------------------------------------------- n normal draws
@@ -86,7 +87,7 @@ def test_power_law_score_is_gradient_of_log_likelihood():
 def test_power_law_posterior_covers_truth_and_is_near_fisher_width():
     theta = np.array([1.0, 0.5])
     field = PowerLawSimulator(32)([theta], seed=11)[0, 0]
-    post = fi.power_law_posterior(field, (0.5, 1.6), (0.0, 1.0), n_grid=120)
+    post = inference.power_law_posterior(field, (0.5, 1.6), (0.0, 1.0), n_grid=120)
     cr = fi.cramer_rao(fi.power_law_fisher(*theta, n_pix=32))
     assert post.contains(theta, 0.99)
     assert np.allclose(post.std, cr["marginal_std"], rtol=0.3)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cosmonb import catalogs as C
+from cosmonb.sims import catalogs as C
 from cosmonb import checkpoints
 from cosmonb.models import flows as F
 

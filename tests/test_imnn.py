@@ -1,4 +1,4 @@
-"""Tests of the IMNN (cosmonb.models.imnn) and of the SBI tools built on it (cosmonb.sbi_tools)."""
+"""Tests of the IMNN (cosmonb.models.imnn) and of the SBI tools built on it (cosmonb.sims.simulators, cosmonb.inference, cosmonb.recipes.imnn)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +8,8 @@ import torch
 from cosmonb import checkpoints, fisher as fi, sims
 from cosmonb.inference import GridPosterior
 from cosmonb.models import imnn
-from cosmonb.sbi_tools import (BoxPrior, Delfi, LogNormalSimulator, PowerLawSimulator, abc_rejection,
-                               compare_to_exact, sample_grid_posterior)
+from cosmonb.inference import BoxPrior, Delfi, abc_rejection, compare_to_exact, sample_grid_posterior
+from cosmonb.sims import LogNormalSimulator, PowerLawSimulator
 
 
 @pytest.fixture(autouse=True)
@@ -133,14 +133,14 @@ def test_short_training_raises_fisher_information_and_round_trips(tmp_path):
 
 
 def test_train_recipe_full_then_polish_merges_stages(monkeypatch):
-    from cosmonb import sbi_tools
+    from cosmonb.recipes import imnn as recipe
 
     tiny = {"n_s": 60, "n_d": 30, "lam": 2.0, "n_s_val": 100, "n_d_val": 50}
-    grf = dict(sbi_tools.PRESETS["grf"], simulator={"kind": "power_law", "n_pix": 16, "box_size": 25.0},
+    grf = dict(recipe.PRESETS["grf"], simulator={"kind": "power_law", "n_pix": 16, "box_size": 25.0},
                model={"widths": [4, 8, 8], "hidden": 16}, test={"n_s": 300, "n_d": 100},
                full={**tiny, "epochs": 30, "lr": 3e-3}, polish={**tiny, "n_s": 120, "epochs": 10, "lr": 2e-3})
-    monkeypatch.setitem(sbi_tools.PRESETS, "grf", grf)
-    comp, metrics = sbi_tools.train_recipe("grf", seed=0, progress=False)
+    monkeypatch.setitem(recipe.PRESETS, "grf", grf)
+    comp, metrics = recipe.train_recipe("grf", seed=0, progress=False)
     assert metrics["epochs"] == 40 and metrics["polish_epochs"] == 10
     assert set(metrics["train_seconds_by_stage"]) == {"full", "polish"}
     assert metrics["train_seconds"] == pytest.approx(sum(metrics["train_seconds_by_stage"].values()))
@@ -149,15 +149,15 @@ def test_train_recipe_full_then_polish_merges_stages(monkeypatch):
     # ATEN_CPU_CAPABILITY=default: 0.51-0.84 (before the score-compression start and the warm-up: 0.007-0.66)
     assert 0.3 < metrics["saturation_paired"] < 1.05
     # resuming a trained network runs the polish stage only and keeps the earlier stages' time
-    _, again = sbi_tools.train_recipe("grf", seed=0, progress=False, resume=(comp.model, metrics))
+    _, again = recipe.train_recipe("grf", seed=0, progress=False, resume=(comp.model, metrics))
     assert again["epochs"] == 50 and again["train_seconds_by_stage"]["full"] == metrics["train_seconds_by_stage"]["full"]
     assert again["train_seconds_by_stage"]["polish"] > metrics["train_seconds_by_stage"]["polish"]
     polished = again  # polishing again continues the polish curve and adds up its steps
     assert polished["polish_epochs"] == 20 and len(polished["polish_saturation_curve"]) == 20
     with pytest.raises(ValueError, match="init_model"):
-        sbi_tools.train_preset("grf", "polish")
+        recipe.train_preset("grf", "polish")
     with pytest.raises(ValueError, match="stage: expected one of"):
-        sbi_tools.train_preset("grf", "model")  # a preset key, but not a training stage
+        recipe.train_preset("grf", "model")  # a preset key, but not a training stage
 
 
 def test_lognormal_exact_score_has_zero_mean_and_fisher_covariance():

@@ -22,7 +22,7 @@ def _flow_batch(features, context):
 
 def _imnn_batch():
     from cosmonb.models.imnn import make_simulation_set
-    from cosmonb.sbi_tools import PowerLawSimulator
+    from cosmonb.sims import PowerLawSimulator
 
     sims = make_simulation_set(PowerLawSimulator(8), [1.0, 0.5], [0.1, 0.1], 12, 4, seed=0)
     return dict(sims, delta=torch.tensor([0.1, 0.1], dtype=torch.float64))

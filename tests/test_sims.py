@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cosmonb import sims
+from cosmonb import inference, sims
 from cosmonb.inference import GridPosterior
 
 
@@ -200,8 +200,8 @@ def test_simulate_refuses_a_call_that_cannot_fit_in_memory_up_front():
     assert time.perf_counter() - start < 1.0
     # the largest call the package makes (bench: an LH-sized multifield set at 64^2) still
     # passes, and so does a CMD-sized LH set of one field at CMD's 256^2
-    sims._check_memory(15_000, len(sims.FIELDS), 64)
-    sims._check_memory(15_000, 1, 256)
+    sims.fields._check_memory(15_000, len(sims.FIELDS), 64)
+    sims.fields._check_memory(15_000, 1, 256)
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,7 @@ def test_exact_posterior_warns_when_the_mass_is_pinned_to_the_grid(fiducial_maps
     # simulator v2: the pinned parameter is now sigma_8 (the log-field spectrum, not the mean, is
     # what such a map contradicts); on v1 it was Omega_m
     with pytest.warns(PosteriorGridWarning, match=r"exact_posterior .*(Omega_m|sigma_8) sits on the edge of the grid"):
-        post = sims.exact_posterior(map_, n_grid=40)
+        post = inference.exact_posterior(map_, n_grid=40)
     assert post.std.min() < 1e-4  # what the warning is about: a width far below one cell (0.01)
 
 
@@ -227,7 +227,7 @@ def test_exact_posterior_of_a_dark_matter_map_does_not_warn(fiducial_maps):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        post = sims.exact_posterior(fiducial_maps[0], n_grid=40)
+        post = inference.exact_posterior(fiducial_maps[0], n_grid=40)
     assert np.all(post.std > np.diff(post.x[:2]))  # resolved: wider than a cell
 
 
@@ -242,7 +242,7 @@ def test_exact_posterior_of_a_dark_matter_map_does_not_warn(fiducial_maps):
 def test_exact_posterior_rejects_degenerate_grids(fiducial_maps, kwargs, match):
     """Issue 8: n_grid < 3 and decreasing grids were accepted."""
     with pytest.raises(ValueError, match=match):
-        sims.exact_posterior(fiducial_maps[0], **kwargs)
+        inference.exact_posterior(fiducial_maps[0], **kwargs)
 
 
 # ---------------------------------------------------------------- simulator v2 (issue 9)
@@ -339,7 +339,7 @@ def test_marginal_posterior_matches_a_brute_force_grid():
     fields = ["Mgas"]
     truth = np.array([0.3, 0.8, 1.0, 1.0, 1.0, 1.0])
     m = sims.simulate([truth], fields, n_pix=8, seed=5)
-    post = sims.marginal_posterior(m[0], fields, n_walkers=32, n_steps=800, burn=200, seed=1)
+    post = inference.marginal_posterior(m[0], fields, n_walkers=32, n_steps=800, burn=200, seed=1)
     axes = [np.linspace(lo, hi, 9) for lo, hi in zip(np.where(sims.LOG_UNIFORM, np.log(sims.PRIOR_LOW), sims.PRIOR_LOW),
                                                        np.where(sims.LOG_UNIFORM, np.log(sims.PRIOR_HIGH), sims.PRIOR_HIGH))]
     axes[0], axes[1] = np.linspace(0.1, 0.5, 21), np.linspace(0.6, 1.0, 21)
@@ -367,7 +367,7 @@ def test_marginal_multifield_posterior_is_calibrated_over_200_maps():
     # chains start from the wide default ball, never at the truth: 16 x 200 steps started at
     # the truth covered 0.825 at 68% (short chains remember their start). Measured with these
     # settings: 0.66 / 0.935 (binomial sigma 0.033 / 0.015); numpy only, no thread dependence.
-    ranks = np.array([sims.marginal_posterior(maps[i], fields, n_walkers=32, n_steps=300, burn=100, seed=i)
+    ranks = np.array([inference.marginal_posterior(maps[i], fields, n_walkers=32, n_steps=300, burn=100, seed=i)
                       .credible_mass(truth[i, :2]) for i in range(n_maps)])
     for level in (0.68, 0.95):
         rate = np.mean(ranks <= level)
@@ -377,7 +377,7 @@ def test_marginal_multifield_posterior_is_calibrated_over_200_maps():
 def test_zoomed_exact_posterior_matches_a_brute_force_fine_grid():
     """The zoom (first pass, then a banded fine grid) reproduces a full fine-grid posterior."""
     map_ = sims.simulate([[0.25, 0.85, 1, 1, 1, 1]], "Mcdm", n_pix=64, seed=21)[0, 0]
-    zoomed = sims.exact_posterior(map_, n_grid=40)
+    zoomed = inference.exact_posterior(map_, n_grid=40)
     om, s8 = np.linspace(0.1, 0.5, 401), np.linspace(0.6, 1.0, 401)
     full = GridPosterior(om, s8, sims.log_likelihood(map_[None], om[:, None], s8[None, :])[0])
     # a 40-point first pass alone has cells of 0.01 in Omega_m, wider than its conditional width
@@ -391,7 +391,7 @@ def test_zoomed_exact_posterior_matches_a_brute_force_fine_grid():
 def test_banded_likelihood_equals_the_full_grid_where_it_evaluates():
     map_ = sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=32, seed=4)[0, 0]
     axes = [np.linspace(0.2, 0.4, 81), np.linspace(0.65, 0.95, 61)]
-    banded = sims._banded_log_likelihood(map_[None], axes, sims.BOX_SIZE)
+    banded = inference.exact._banded_log_likelihood(map_[None], axes, sims.BOX_SIZE)
     full = sims.log_likelihood(map_[None], axes[0][:, None], axes[1][None, :])[0]
     finite = np.isfinite(banded)
     assert 0 < finite.mean() < 1  # it skipped some cells

@@ -16,7 +16,7 @@ spline, as in the 1D flow of the CAMELS galaxy-catalog flows project.
 :class:`DensityFlow` wraps a zuko flow with the data standardisation (stored as
 buffers, so a checkpoint carries it) and works in data units: ``log_prob`` is
 the density of ``x`` itself (per dex for log-masses), directly comparable with
-the true density of :mod:`cosmonb.catalogs`.
+the true density of :mod:`cosmonb.sims.catalogs`.
 
 Example:
     >>> import torch
@@ -529,7 +529,7 @@ class ConditionalMAF(Model):
 
     ``ln q(x | c)`` exactly, by the change of variables through ``transforms``
     affine autoregressive layers (Papamakarios et al. 2017). No
-    standardisation is built in: DELFI (:mod:`cosmonb.sbi_tools`) feeds it
+    standardisation is built in: DELFI (:mod:`cosmonb.inference.delfi`) feeds it
     standardised parameters and summaries. ``loss`` is the mean negative
     log-likelihood of a batch ``x`` or ``(x, c)``.
 

@@ -400,7 +400,7 @@ def make_simulation_set(simulator, theta_fid, delta, n_s: int, n_d: int, seed: i
     streams (seed, n_s .. n_s + n_d - 1): the seed matching. ``delta`` > 0.
 
     Example:
-        >>> from cosmonb.sbi_tools import PowerLawSimulator
+        >>> from cosmonb.sims import PowerLawSimulator
         >>> s = make_simulation_set(PowerLawSimulator(16), [1.0, 0.5], [0.1, 0.1], 20, 5, seed=0)
         >>> tuple(s["fiducial"].shape), tuple(s["plus"].shape)
         ((20, 1, 16, 16), (2, 5, 1, 16, 16))

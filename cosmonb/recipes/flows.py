@@ -100,8 +100,8 @@ FLOW_NAMES = ("flows_1d", "flows_2d", "flows_cond")
 #: * ``quick``: a seconds-long smoke test (tiny flows, 5 + 8 simulations, 2 epochs).
 #: * ``cpu``: what was shipped (``cosmonb/pretrained/flows_*.pt``): the models and
 #:   epochs of :data:`cosmonb.models.flows.PRESETS` on the 27 CV simulations and
-#:   60 A_SN1 simulations, split by simulation as :data:`cosmonb.catalogs.CV_SPLIT`
-#:   and :data:`~cosmonb.catalogs.FEEDBACK_SPLIT`.
+#:   60 A_SN1 simulations, split by simulation as :data:`cosmonb.sims.catalogs.CV_SPLIT`
+#:   and :data:`~cosmonb.sims.catalogs.FEEDBACK_SPLIT`.
 #: * ``paper``: the same as ``cpu``. The paper's flows (a 1D neural spline flow with
 #:   batch norm, a 2D autoregressive neural spline flow with 3 layers, on the CAMELS
 #:   CV set, snapshots 030-033) are what was shipped; there is no larger size to train.
@@ -131,14 +131,14 @@ CLI_PRESETS["paper"] = CLI_PRESETS["cpu"]
 def flow_data(name: str, preset: str, data_root=None, *, seed: int = 0, workdir=None, verbose: bool = True):
     """``{"train": (x, c), "val": (x, c), "test": (x, c), "source": str}`` for one shipped flow.
 
-    Without ``data_root``: the built-in catalogs (:mod:`cosmonb.catalogs`), written in
+    Without ``data_root``: the built-in catalogs (:mod:`cosmonb.sims.catalogs`), written in
     the Subfind layout into ``workdir`` and read back, as notebook 02 and
     ``bench/flows.py`` do. With ``data_root``: real CAMELS Subfind catalogs
     ``<data_root>/CV_<i>/groups_0XX.hdf5`` (or ``fof_subhalo_tab_0XX.hdf5``), read with
-    :func:`cosmonb.catalogs.load_galaxies` and split by simulation
-    (:func:`cosmonb.catalogs.split_simulations`). ``flows_cond`` needs each
+    :func:`cosmonb.sims.catalogs.load_galaxies` and split by simulation
+    (:func:`cosmonb.sims.catalogs.split_simulations`). ``flows_cond`` needs each
     simulation's A_SN1: ``<data_root>/ASN1_<i>/`` folders whose headers record it
-    (``cosmonb_params``, as :func:`cosmonb.catalogs.write_catalogs` writes); real
+    (``cosmonb_params``, as :func:`cosmonb.sims.catalogs.write_catalogs` writes); real
     CAMELS files do not, so that raises a ``ValueError`` saying so.
     """
     import tempfile
@@ -146,7 +146,7 @@ def flow_data(name: str, preset: str, data_root=None, *, seed: int = 0, workdir=
 
     import numpy as np
 
-    from .. import catalogs as C
+    from ..sims import catalogs as C
 
     if name not in FLOW_NAMES:
         raise ValueError(f"name: expected one of {FLOW_NAMES}, got {name!r}")

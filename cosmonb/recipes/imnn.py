@@ -9,8 +9,10 @@ with the fiducial summary statistics as the normaliser. The old names
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,10 +20,15 @@ import torch
 from .. import checkpoints
 from .._checks import check_int
 from ..fisher import SummaryStatistics, check_step, summary_statistics
-from ..models.imnn import IMNN, IMNNCompressor, exact_scores_of_set, make_simulation_set, stream_seed
+from ..constants import BOX_SIZE
+from ..models.imnn import (IMNN, IMNNCompressor, exact_scores_of_set, make_simulation_set, measure_saturation,
+                           stream_seed)
+from ..runtime import seed_everything
+from ..sims.simulators import make_simulator
 from ..train import fit
 
 __all__ = ["train_imnn", "IMNNTraining", "warmup_cosine", "save_imnn", "load_imnn", "IMNN_NAMES", "CLI_PRESETS",
+           "PRESETS", "train_preset", "train_recipe",
            "train_imnn_recipe"]
 
 
@@ -160,16 +167,134 @@ def load_imnn(name: str, directory=None):
     return IMNNCompressor(model, stats), ckpt
 
 
+# --------------------------------------------------------------------------- notebook 01's presets
+#: estimate; ``quick`` is the seconds-long smoke test of the notebook's quick mode.
+_MODEL = {"widths": [8, 16, 16, 16, 16], "hidden": 64, "activation": "silu", "convs_per_level": 1, "moments": True}
+# "polish" continues a trained network on larger fresh simulation sets per step (3x the grf and 5x the lognormal
+# full stage) with a 5x smaller step
+_POLISH = {"n_s": 1000, "n_d": 500, "epochs": 400, "lr": 2e-3, "lam": 2.0, "n_s_val": 1000, "n_d_val": 500}
+# quick: a smaller step than the full stage's; 1e-2 left a 60-step run anywhere between 0.1 and 0.8
+_QUICK = {"n_s": 60, "n_d": 30, "epochs": 60, "lr": 3e-3, "lam": 2.0, "n_s_val": 150, "n_d_val": 75}
+_TEST = {"test": {"n_s": 20000, "n_d": 2500}, "quick_test": {"n_s": 600, "n_d": 100}}
+PRESETS = {
+    "grf": {
+        "simulator": {"kind": "power_law", "n_pix": 32, "box_size": 25.0},
+        "theta_fid": [1.0, 0.5], "delta": [0.05, 0.05],
+        "prior": {"low": [0.5, 0.1], "high": [1.5, 0.9]},
+        "model": _MODEL,
+        "full": {"n_s": 300, "n_d": 150, "epochs": 1500, "lr": 1e-2, "lam": 2.0, "n_s_val": 500, "n_d_val": 250},
+        "polish": _POLISH, "quick": _QUICK, **_TEST,
+    },
+    "lognormal": {
+        "simulator": {"kind": "lognormal", "n_pix": 32, "box_size": float(BOX_SIZE)},
+        "theta_fid": [0.3, 0.8], "delta": [0.01, 0.01],
+        "prior": {"low": [0.1, 0.6], "high": [0.5, 1.0]},
+        "model": _MODEL,
+        "full": {"n_s": 200, "n_d": 100, "epochs": 800, "lr": 1e-2, "lam": 2.0, "n_s_val": 500, "n_d_val": 250},
+        "polish": _POLISH,
+        "refit": {"n_s": 200, "n_d": 100, "epochs": 200, "lr": 2e-3, "lam": 2.0, "n_s_val": 500, "n_d_val": 250},
+        "quick": _QUICK, **_TEST,
+    },
+}
+
+
+def train_preset(name: str, stage: str = "full", *, theta_fid=None, init_model=None, seed: int = 0,
+                 test_seed: int = 10_000, progress: bool = True, epochs: int | None = None):
+    """Train one of :data:`PRESETS` and measure its Fisher saturation on an independent test set.
+
+    ``stage``: ``"full"`` (train from scratch), ``"polish"`` (continue ``init_model``
+    with larger simulation sets and a smaller step), ``"refit"`` (fine-tune
+    ``init_model`` at a new ``theta_fid``, the slides' second step) or ``"quick"``
+    (seconds). Returns ``(compressor, training, metrics)``: an
+    :class:`~cosmonb.models.imnn.IMNNCompressor` whose statistics come from the
+    test set, the :class:`~cosmonb.models.imnn.IMNNTraining`, and a dict with
+    ``saturation`` (det F_IMNN / det F_exact on the test set), ``det_fisher``,
+    ``det_fisher_exact``, ``train_seconds``, ``epochs`` and ``saturation_curve``
+    (the validation saturation per epoch, paired with the exact score, at most 200
+    points); ``saturation_paired``
+    is the same ratio paired with the exact score (see ``imnn.measure_saturation``).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"name: expected one of {sorted(PRESETS)}, got {name!r}")
+    preset = PRESETS[name]
+    stages = [k for k, v in preset.items() if isinstance(v, dict) and "epochs" in v]  # the training stages
+    if stage not in stages:
+        raise ValueError(f"stage: expected one of {stages}, got {stage!r}")
+    if stage in ("polish", "refit") and init_model is None:
+        raise ValueError(f"init_model: the {stage!r} stage continues a trained network; pass it")
+    cfg = dict(preset[stage])
+    if epochs is not None:
+        cfg["epochs"] = int(epochs)
+    sim = make_simulator(preset["simulator"])
+    theta = np.asarray(preset["theta_fid"] if theta_fid is None else theta_fid, float)
+    delta = np.asarray(preset["delta"], float)
+    seed_everything(seed)  # the initial weights
+    if init_model is not None:
+        model = copy.deepcopy(init_model)
+    else:
+        model = IMNN(n_params=2, in_channels=1, **preset["model"])
+    reference = sim.fisher(theta)
+    training = train_imnn(model, sim, theta, delta, n_s=cfg["n_s"], n_d=cfg["n_d"], epochs=cfg["epochs"],
+                          lr=cfg["lr"], lam=cfg.get("lam", 10.0), n_s_val=cfg["n_s_val"], n_d_val=cfg["n_d_val"],
+                          exact_score=sim.score, seed=seed, progress=progress,
+                          device="cpu", initialise=init_model is None)
+    test_cfg = preset["quick_test" if stage == "quick" else "test"]
+    measured = measure_saturation(model, sim, theta, delta, reference, n_s=test_cfg["n_s"],
+                                       n_d=test_cfg["n_d"], seed=test_seed, exact_score=sim.score)
+    stats = measured["stats"]
+    curve = np.asarray(training.saturation)
+    stride = max(1, int(np.ceil(len(curve) / 200)))
+    metrics = {"saturation": measured["saturation"], "saturation_stderr": measured["stderr"],
+               "saturation_paired": measured["saturation_paired"], "saturation_paired_stderr": measured["stderr_paired"],
+               "test_sims": {"fiducial": stats.n_sims, "derivative_pairs_per_param": stats.n_derivative_sims},
+               "det_fisher": stats.det_fisher, "det_fisher_exact": float(np.linalg.det(reference)),
+               "train_seconds": training.history.seconds, "epochs": training.history.epochs,
+               "saturation_curve": curve[::stride].tolist(), "saturation_curve_stride": stride,
+               "theta_fid": theta.tolist()}
+    return IMNNCompressor(model, stats), training, metrics
+
+
+def train_recipe(name: str, *, quick: bool = False, seed: int = 0, resume=None, progress: bool = True):
+    """Train one network of notebook 01 the way the shipped one was made.
+
+    The ``full`` stage of :data:`PRESETS` from scratch, then ``polish`` (seed + 7);
+    ``quick=True``: the ``quick`` stage alone (seconds). ``resume=(model, metrics)``
+    (as ``imnn.load_imnn`` gives them) skips the full stage and polishes ``model``.
+    Returns ``(compressor, metrics)``: the last stage's metrics with ``epochs`` and
+    ``train_seconds`` summed over the stages, ``train_seconds_by_stage``, the full
+    stage's ``saturation_curve`` and the polish stage's ``polish_saturation_curve``.
+    """
+    if quick:
+        comp, _, metrics = train_preset(name, "quick", seed=seed, progress=progress)
+        return comp, metrics
+    if resume is None:
+        comp, _, first = train_preset(name, "full", seed=seed, progress=progress)
+        model = comp.model
+    else:
+        model, first = resume
+    comp, _, metrics = train_preset(name, "polish", init_model=model, seed=seed + 7, progress=progress)
+    by_stage = dict(first.get("train_seconds_by_stage", {"full": first["train_seconds"]}))
+    by_stage["polish"] = by_stage.get("polish", 0.0) + metrics["train_seconds"]  # polishing again adds up
+    # polishing a polished network again continues its polish curve
+    metrics.update(polish_saturation_curve=first.get("polish_saturation_curve", []) + metrics.pop("saturation_curve"),
+                   polish_saturation_curve_stride=metrics.pop("saturation_curve_stride"),
+                   polish_epochs=first.get("polish_epochs", 0) + metrics["epochs"],
+                   epochs=first["epochs"] + metrics["epochs"],
+                   saturation_curve=first["saturation_curve"], saturation_curve_stride=first["saturation_curve_stride"],
+                   train_seconds=sum(by_stage.values()), train_seconds_by_stage=by_stage)
+    return comp, metrics
+
+
 # --------------------------------------------------------------------------- the command's recipe
 #: The shipped IMNNs that ``python -m cosmonb train`` makes: checkpoint name -> preset of
-#: ``sbi_tools.PRESETS`` (``imnn_lognormal_refit`` is a fine-tuning of ``imnn_lognormal`` at
+#: ``PRESETS`` (``imnn_lognormal_refit`` is a fine-tuning of ``imnn_lognormal`` at
 #: the score estimate of notebook 01's observed map: ``bench/imnn.py --save`` makes it).
 IMNN_NAMES = {"imnn_grf": "grf", "imnn_lognormal": "lognormal"}
 
-#: ``--preset`` -> the stages of ``sbi_tools.PRESETS[...]`` it runs (each step one fresh simulation set):
+#: ``--preset`` -> the stages of ``PRESETS[...]`` it runs (each step one fresh simulation set):
 #:
 #: * ``quick``: the ``quick`` stage alone (60 steps on small sets; seconds), as notebook 01's quick mode.
-#: * ``cpu``: what was shipped: ``full`` from scratch, then ``polish`` (``sbi_tools.train_recipe``;
+#: * ``cpu``: what was shipped: ``full`` from scratch, then ``polish`` (``train_recipe``;
 #:   ``bench/imnn.py --save``), on 32^2 maps.
 #: * ``paper``: the same stages. The paper (Charnock et al. 2018) trained on 128^2 Gaussian fields and
 #:   reached det F_IMNN / det F = 0.971; its grid is 16x more pixels per map and its test sets would
@@ -188,10 +313,6 @@ def train_imnn_recipe(name: str, preset: str = "quick", *, out, resume: bool = F
     the network in ``out``: with the ``quick`` stage for ``--preset quick``, else with
     ``polish`` (as ``bench/imnn.py --polish`` does). Runs in one process.
     """
-    from pathlib import Path
-
-    from ..sbi_tools import PRESETS, make_simulator, train_preset
-
     if name not in IMNN_NAMES:
         raise ValueError(f"name: expected one of {sorted(IMNN_NAMES)}, got {name!r}")
     if preset not in CLI_PRESETS:

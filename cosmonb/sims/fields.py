@@ -62,7 +62,7 @@ the channels is ``S_k w w^T + diag(noise)`` (:func:`channel_spectra`), so
                          parts, Hermitian pairs counted once) - sum_x sum_c y_c(x),
 
 exact for any subset of channels (:func:`multifield_log_likelihood`; the last term is the
-Jacobian of the logs). :func:`marginal_posterior` samples it with emcee to marginalise
+Jacobian of the logs). :func:`cosmonb.inference.exact.marginal_posterior` samples it with emcee to marginalise
 the four astrophysical parameters over their log-uniform CAMELS prior, and
 :func:`information_ceiling` turns those posteriors into the best R^2 any estimator can
 reach on a set of maps.
@@ -72,7 +72,7 @@ For one dark-matter map the likelihood is the C = 1 case,
     ln p(map | theta) = -1/2 sum_k |Y_k - n^2 mu delta_k0|^2 / (n^2 S_k)
                         -1/2 sum_k ln S_k - (n^2/2) ln 2 pi - sum_x y_x,
 
-(:func:`log_likelihood`, :func:`exact_posterior`, :func:`fisher_matrix`).
+(:func:`log_likelihood`, :func:`cosmonb.inference.exact.exact_posterior`, :func:`fisher_matrix`).
 
 What it is not: a simulation. Parameters are calibrated to published orderings and
 qualitative responses, not fitted to CAMELS spectra; no non-Gaussian statistics (peaks,
@@ -91,21 +91,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import cosmology
-from ._checks import as_finite_array, check_box_size, check_in_range, check_ndim, check_size
-from .runtime import check_seed  # the package's one seed check
+from .. import cosmology
+from .._checks import as_finite_array, check_box_size, check_in_range, check_ndim, check_size
+from ..constants import (BOX_SIZE, FIDUCIAL, FIELDS, LOG_UNIFORM, MAPS_PER_SIM, PARAM_NAMES, PRIOR_HIGH,
+                         PRIOR_LOW, SLAB_THICKNESS)
+from ..runtime import check_seed  # the package's one seed check
+from ..stats import bin_mode_power
 
-BOX_SIZE = 25.0
-SLAB_THICKNESS = 5.0
 N_PIX = 64
-MAPS_PER_SIM = 15
-
-PARAM_NAMES = ("Omega_m", "sigma_8", "A_SN1", "A_AGN1", "A_SN2", "A_AGN2")
-FIDUCIAL = np.array([0.3, 0.8, 1.0, 1.0, 1.0, 1.0])
-PRIOR_LOW = np.array([0.1, 0.6, 0.25, 0.25, 0.5, 0.5])
-PRIOR_HIGH = np.array([0.5, 1.0, 4.0, 4.0, 2.0, 2.0])
-LOG_UNIFORM = np.array([False, False, True, True, True, True])
-FIELDS = ("Mcdm", "Mgas", "HI", "B")
 
 #: non-linear boost P_nl = P_lin [1 + (k / k_nl)^NL_SLOPE]
 NL_SCALE, NL_SLOPE, NL_SIGMA8_POWER, NL_OMEGAM_POWER = 1.0, 1.5, -2.0, 0.5
@@ -123,8 +116,6 @@ MAX_SIMULATE_BYTES = 16 * 2**30
 # tracemalloc are 12.6 (Mcdm alone) and 16 (all four fields) per map, at 64^2
 _WORK_ARRAYS_PER_MAP = 18
 _CHUNK_MAPS = 500
-#: most grid points per axis of a zoomed :func:`exact_posterior` (a 256^2 map needs ~400 in Omega_m)
-MAX_ZOOM_POINTS = 500
 
 
 # ---------------------------------------------------------------- spectra
@@ -652,35 +643,6 @@ def posterior_samples(maps, fields=FIELDS, n_walkers=32, n_steps=1000, burn=300,
     return _from_sampler_space(chain), info
 
 
-def marginal_posterior(maps, fields=FIELDS, n_walkers=32, n_steps=1000, burn=300, seed=0,
-                       start=None, box_size=BOX_SIZE):
-    """Posterior of (Omega_m, sigma_8) from one multifield map, astrophysics marginalised.
-
-    ``maps`` (C, n, n) or (1, C, n, n) in the order of ``fields`` (any subset of
-    ``FIELDS``). The four astrophysical parameters are marginalised over their CAMELS prior
-    (log-uniform) by sampling the exact six-parameter posterior with emcee
-    (:func:`posterior_samples`) and keeping (Omega_m, sigma_8). Returns a
-    :class:`cosmonb.inference.SamplePosterior` (``mean``, ``std``, ``interval``,
-    ``credible_mass``); ``info["samples_all"]`` holds all six parameters.
-
-    Precision: with the defaults (32 walkers x 700 kept steps, autocorrelation times of
-    ~40-80 steps, so ~300-500 independent samples) posterior means are good to ~0.05
-    posterior standard deviations and standard deviations to ~5%; the test suite compares
-    it with a brute-force grid on a small map (tests/test_sims.py).
-
-    Example:
-        >>> m = simulate([FIDUCIAL], ["Mgas", "HI"], n_pix=16, seed=1)[0]
-        >>> post = marginal_posterior(m, ["Mgas", "HI"], n_walkers=16, n_steps=200, burn=100)
-        >>> post.mean.shape
-        (2,)
-    """
-    from .inference import SamplePosterior
-
-    samples, info = posterior_samples(maps, fields, n_walkers, n_steps, burn, seed, start, box_size)
-    info["samples_all"] = samples
-    return SamplePosterior(samples[:, :2], names=("Omega_m", "sigma_8"), info=info)
-
-
 def information_ceiling(maps, params, fields=FIELDS, n_walkers=32, n_steps=600, burn=200, seed=0,
                         box_size=BOX_SIZE, progress=False, return_means=False):
     """R^2 of the exact posterior mean of each of the six parameters over a set of maps.
@@ -862,100 +824,6 @@ def log_likelihood(maps, omega_m, sigma_8, box_size=BOX_SIZE, log_maps=False):
     return out[0] if single else out
 
 
-def exact_posterior(map_, n_grid=100, omega_m_range=cosmology.OMEGA_M_RANGE,
-                    sigma_8_range=cosmology.SIGMA_8_RANGE, box_size=BOX_SIZE, zoom=True):
-    """Exact posterior of (Omega_m, sigma_8) for one Mcdm map on a grid, flat prior.
-
-    Returns a :class:`cosmonb.inference.GridPosterior` (means, standard deviations,
-    correlation, 68% / 95% regions). ``n_grid`` >= 3; each range a pair (low, high)
-    with low < high.
-
-    The posterior can be far narrower than a grid cell across its degeneracy direction
-    (a 256^2 map: Omega_m to 0.0008 at fixed sigma_8, against cells of 0.004 for
-    n_grid = 100), and HPD regions drawn from a few cells are not calibrated. With
-    ``zoom=True`` a first pass over the ranges locates the mass; the returned grid then
-    spans its mean +- 7 standard deviations (of that pass or of the Fisher matrix at that
-    mean, the larger), clipped to the ranges, with at least ``n_grid`` points per axis and
-    a spacing of at most 0.4 of the conditional widths ``1 / sqrt(F_ii)``, up to
-    ``MAX_ZOOM_POINTS`` per axis. ``zoom=False`` keeps the first pass's grid (to compare
-    with another posterior on the same grid).
-
-    Warns (``PosteriorGridWarning``) when the grid does not resolve the posterior: most of
-    its mass on the grid edge or in one cell, as for an HI map or a map in the wrong
-    units, whose mean and std would otherwise look like answers.
-
-    Example:
-        >>> m = simulate([FIDUCIAL], "Mcdm", n_pix=16, seed=3)[0, 0]
-        >>> post = exact_posterior(m, n_grid=30)
-        >>> post.mean.shape
-        (2,)
-    """
-    from .inference import GridPosterior
-
-    n_grid = check_size(n_grid, "n_grid")
-    if n_grid < 3:
-        raise ValueError(f"n_grid: expected at least 3 grid points per parameter, got {n_grid}")
-    if np.ndim(map_) != 2:
-        raise ValueError(f"map_: expected one Mcdm map (n, n), got shape {np.shape(map_)}")
-    ranges = [_check_range(omega_m_range, "omega_m_range"), _check_range(sigma_8_range, "sigma_8_range")]
-    maps = np.asarray(map_)[None]
-    axes = [np.linspace(*r, n_grid) for r in ranges]
-    ll = log_likelihood(maps, axes[0][:, None], axes[1][None, :], box_size)[0]
-    post = GridPosterior(*axes, ll, names=("Omega_m", "sigma_8"))
-    if zoom:  # also when the mass sits at a range edge (Omega_m near 0.1): the box clips to the range
-        centre = np.clip(post.mean, [r[0] for r in ranges], [r[1] for r in ranges])
-        try:
-            fisher = fisher_matrix(*np.clip(centre, [0.06, 0.1], [0.9, 1.5]), n_pix=maps.shape[-1],
-                                   box_size=box_size)
-            spread = np.maximum(post.std, np.sqrt(np.diag(np.linalg.inv(fisher))))
-            conditional = 1 / np.sqrt(np.diag(fisher))
-        except (ValueError, np.linalg.LinAlgError):
-            spread, conditional = post.std, post.std
-        axes = []
-        for (low, high), c, s, w in zip(ranges, centre, spread, conditional):
-            lo, hi = max(low, c - 7 * s), min(high, c + 7 * s)
-            n = int(np.clip(np.ceil((hi - lo) / (0.4 * w)) + 1, n_grid, max(n_grid, MAX_ZOOM_POINTS)))
-            axes.append(np.linspace(lo, hi, n))
-        ll = _banded_log_likelihood(maps, axes, box_size)
-        post = GridPosterior(*axes, ll, names=("Omega_m", "sigma_8"))
-    post.warn_if_unresolved("exact_posterior (is map_ an Mcdm map in (Msun/h)/(Mpc/h)^2, "
-                            "as simulate makes it?)")
-    return post
-
-
-def _banded_log_likelihood(maps, axes, box_size, stride=4, drop=40.0):
-    """ln L on the grid ``axes`` (-inf where negligible), evaluated exactly only near the mass.
-
-    A zoomed grid around a narrow, curved ridge is mostly empty: every ``stride``-th point
-    of each axis is evaluated first (the zoom's spacing of 0.4 conditional widths makes
-    that 1.6, so the ridge cannot fall between them), then every fine point within one
-    coarse cell of a coarse value above ``max - drop``. Falls back to every point if the
-    exact values on the rim of that region are not negligible (e^-20 of the peak).
-    """
-    from scipy.ndimage import binary_dilation
-
-    coarse = log_likelihood(maps, axes[0][::stride, None], axes[1][None, ::stride], box_size)[0]
-    keep = binary_dilation(coarse > coarse.max() - drop, np.ones((3, 3), bool))
-    idx = [np.minimum(np.round(np.arange(len(a)) / stride).astype(int), k - 1)
-           for a, k in zip(axes, keep.shape)]
-    inside = keep[np.ix_(*idx)]
-    gx, gy = np.meshgrid(*axes, indexing="ij")
-    ll = np.full(gx.shape, -np.inf)
-    ll[inside] = log_likelihood(maps, gx[inside], gy[inside], box_size)[0]
-    rim = inside & ~_erode(inside)
-    if np.all(ll[rim] < ll.max() - 20):
-        return ll
-    return log_likelihood(maps, axes[0][:, None], axes[1][None, :], box_size)[0]
-
-
-def _erode(mask):
-    """Cells of ``mask`` whose four neighbours are all in ``mask`` (beyond the grid counts as
-    in: the grid's own edge is not a rim of the evaluated region)."""
-    padded = np.pad(mask, 1, mode="edge")
-    return (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
-            & padded[1:-1, :-2] & padded[1:-1, 2:])
-
-
 def fisher_matrix(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE, step=1e-4):
     """Analytic Fisher matrix of (Omega_m, sigma_8) for one Mcdm map.
 
@@ -1047,7 +915,8 @@ def _check_maps(maps, positive=True):
     return arr, single
 
 
-def _check_range(rng, name):
+def check_range(rng, name):
+    """A pair (low, high) of finite numbers with low < high, as two floats."""
     arr = as_finite_array(rng, name)
     if arr.shape != (2,) or not arr[0] < arr[1]:
         raise ValueError(f"{name}: expected a pair (low, high) with low < high, got {rng!r}")
@@ -1104,8 +973,6 @@ def map_power_spectrum(omega_m, sigma_8, n_pix=N_PIX, box_size=BOX_SIZE, log_fie
         >>> k.shape == pk.shape
         True
     """
-    from .stats import bin_mode_power
-
     check_cosmology(omega_m, sigma_8)
     n_pix = check_size(n_pix, "n_pix")
     _, inverse, _ = fourier_grid(n_pix, box_size)

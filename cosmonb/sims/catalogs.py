@@ -70,9 +70,11 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 
-from . import data, sims
-from ._checks import as_finite_array, check_in_range, check_ndim, check_size
-from .cosmology import RHO_CRIT, linear_power, tophat_window
+from .. import data
+from ..constants import BOX_SIZE, FIDUCIAL, PARAM_NAMES, PRIOR_HIGH, PRIOR_LOW
+from .fields import check_params
+from .._checks import as_finite_array, check_in_range, check_ndim, check_size
+from ..cosmology import RHO_CRIT, linear_power, tophat_window
 
 __all__ = [
     "BOX_SIZE", "SNAPSHOTS", "SNAPSHOT_REDSHIFTS", "DELTA_C",
@@ -83,8 +85,6 @@ __all__ = [
     "subset", "split_simulations", "CV_SPLIT", "FEEDBACK_SPLIT", "log_masses", "inject_outliers",
 ]
 
-#: Side of the CAMELS boxes, Mpc/h (the one value of :data:`cosmonb.sims.BOX_SIZE`).
-BOX_SIZE = sims.BOX_SIZE
 #: The four snapshots of the flows project and their redshifts.
 SNAPSHOTS = (30, 31, 32, 33)
 SNAPSHOT_REDSHIFTS = dict(data.SNAPSHOT_REDSHIFTS)
@@ -129,6 +129,9 @@ def _check_redshift(z, name="redshift"):
 
 
 def _check_cosmology(omega_m, sigma_8):
+    # Wider than the LH prior (cosmonb.constants) and than sims.check_cosmology (0.06-0.9,
+    # 0.2-1.5, the span of the simulator's spline tables): the halo model here is analytic
+    # (Eisenstein-Hu, Sheth-Tormen), checked against colossus beyond the prior.
     om = float(as_finite_array(omega_m, "omega_m"))
     s8 = float(as_finite_array(sigma_8, "sigma_8"))
     check_in_range(om, "omega_m", 0.05, 1.0)
@@ -332,10 +335,10 @@ def _log_occupation(mean_log_mstar, scatter):
 
 
 def _params_row(params):
-    row = sims.check_params(params, "params")
+    row = check_params(params, "params")
     if row.shape[0] != 1:
         raise ValueError(f"params: expected one parameter set (6 values in CAMELS order "
-                         f"{sims.PARAM_NAMES}), got {row.shape[0]} rows")
+                         f"{PARAM_NAMES}), got {row.shape[0]} rows")
     return row[0]
 
 
@@ -378,7 +381,7 @@ class GalaxyModel(_DensityMethods):
         True
     """
 
-    def __init__(self, params=sims.FIDUCIAL, redshift=0.0, box_size=BOX_SIZE):
+    def __init__(self, params=FIDUCIAL, redshift=0.0, box_size=BOX_SIZE):
         self.params = _params_row(params)
         self.redshift = float(_check_redshift(redshift))
         self.box_size = float(as_finite_array(box_size, "box_size"))
@@ -408,7 +411,7 @@ class GalaxyModel(_DensityMethods):
         self._y_table = None
 
     def __repr__(self):
-        p = ", ".join(f"{n}={v:g}" for n, v in zip(sims.PARAM_NAMES[:4], self.params[:4]))
+        p = ", ".join(f"{n}={v:g}" for n, v in zip(PARAM_NAMES[:4], self.params[:4]))
         return (f"GalaxyModel({p}, z={self.redshift:g}; "
                 f"{self.expected_galaxies:.0f} galaxies per ({self.box_size:g} Mpc/h)^3)")
 
@@ -532,7 +535,7 @@ class GalaxyMixture(_DensityMethods):
 
 
 # --------------------------------------------------------------------------- catalogs on disk
-def simulate_catalog(params=sims.FIDUCIAL, redshift=0.0, seed=0, box_size=BOX_SIZE):
+def simulate_catalog(params=FIDUCIAL, redshift=0.0, seed=0, box_size=BOX_SIZE):
     """One built-in Subfind-like catalog as a dict (Msun/h, Mpc/h).
 
     Keys: ``total_mass``, ``stellar_mass`` (0 for dark subhalos), ``position``
@@ -561,13 +564,13 @@ def write_catalogs(root, params, snapshots=SNAPSHOTS, seed=0, prefix="CV", box_s
     Example:
         >>> import tempfile
         >>> root = tempfile.mkdtemp()
-        >>> paths = write_catalogs(root, [sims.FIDUCIAL], snapshots=[33])
+        >>> paths = write_catalogs(root, [FIDUCIAL], snapshots=[33])
         >>> paths[0].relative_to(root).as_posix()
         'CV_0/groups_033.hdf5'
     """
     from tqdm.auto import tqdm
 
-    params = sims.check_params(params, "params")
+    params = check_params(params, "params")
     snapshots = _check_snapshots(snapshots)
     if not isinstance(prefix, str) or not prefix or "/" in prefix:
         raise ValueError(f"prefix: expected a folder prefix such as 'CV', got {prefix!r}")
@@ -595,7 +598,7 @@ def write_catalogs(root, params, snapshots=SNAPSHOTS, seed=0, prefix="CV", box_s
 def write_cv_catalogs(root, n_sims=27, snapshots=SNAPSHOTS, seed=0, **kwargs):
     """The built-in CV set: ``n_sims`` fiducial simulations x ``snapshots`` (see write_catalogs)."""
     n_sims = check_size(n_sims, "n_sims")
-    return write_catalogs(root, np.tile(sims.FIDUCIAL, (n_sims, 1)), snapshots, seed, prefix="CV", **kwargs)
+    return write_catalogs(root, np.tile(FIDUCIAL, (n_sims, 1)), snapshots, seed, prefix="CV", **kwargs)
 
 
 def feedback_set(n_sims, parameter="A_SN1", seed=0):
@@ -610,13 +613,13 @@ def feedback_set(n_sims, parameter="A_SN1", seed=0):
         ((4, 6), True, True)
     """
     n_sims = check_size(n_sims, "n_sims")
-    if parameter not in sims.PARAM_NAMES[2:]:
-        raise ValueError(f"parameter: expected one of {sims.PARAM_NAMES[2:]}, got {parameter!r}")
-    j = sims.PARAM_NAMES.index(parameter)
+    if parameter not in PARAM_NAMES[2:]:
+        raise ValueError(f"parameter: expected one of {PARAM_NAMES[2:]}, got {parameter!r}")
+    j = PARAM_NAMES.index(parameter)
     rng = np.random.default_rng(seed)
     u = (rng.permutation(n_sims) + rng.random(n_sims)) / n_sims
-    lo, hi = np.log(sims.PRIOR_LOW[j]), np.log(sims.PRIOR_HIGH[j])
-    params = np.tile(sims.FIDUCIAL, (n_sims, 1))
+    lo, hi = np.log(PRIOR_LOW[j]), np.log(PRIOR_HIGH[j])
+    params = np.tile(FIDUCIAL, (n_sims, 1))
     params[:, j] = np.exp(lo + u * (hi - lo))
     return params
 
@@ -737,7 +740,7 @@ def load_galaxies(root, simulations=None, snapshots=SNAPSHOTS, prefix="CV", min_
     Example:
         >>> import tempfile
         >>> root = tempfile.mkdtemp()
-        >>> _ = write_catalogs(root, [sims.FIDUCIAL], snapshots=[33], seed=2)
+        >>> _ = write_catalogs(root, [FIDUCIAL], snapshots=[33], seed=2)
         >>> gal = load_galaxies(root, snapshots=[33], verbose=False)
         >>> gal["log_mtot"].shape == gal["log_mstar"].shape, bool(gal["n_dropped"] > 0)
         (True, True)
@@ -746,14 +749,14 @@ def load_galaxies(root, simulations=None, snapshots=SNAPSHOTS, prefix="CV", min_
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"root: catalog folder {root} does not exist. {data._SUBFIND_HINT}")
+        raise FileNotFoundError(f"root: catalog folder {root} does not exist. {data.SUBFIND_HINT}")
     snapshots = _check_snapshots(snapshots)
     if simulations is None:
         found = sorted(int(p.name.split("_")[-1]) for p in root.glob(f"{prefix}_*")
                        if p.is_dir() and p.name.split("_")[-1].isdigit())
         if not found:
             raise FileNotFoundError(f"root: no '{prefix}_<i>' simulation folders in {root}. "
-                                    f"{data._SUBFIND_HINT}")
+                                    f"{data.SUBFIND_HINT}")
         simulations = found
     simulations = [int(s) for s in np.atleast_1d(simulations)]
     if min_stellar_mass is not None:

@@ -40,9 +40,9 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from . import sims as _sims
-from ._checks import as_finite_array, check_ndim
-from .runtime import atomic_path  # temp file named by PID; a killed writer's orphan goes at the next write
+from .._checks import as_finite_array, check_int, check_ndim
+from ..constants import CMD_FIELDS, MAPS_PER_SIM, PARAM_NAMES, PRIOR_HIGH, PRIOR_LOW
+from ..runtime import atomic_path  # temp file named by PID; a killed writer's orphan goes at the next write
 
 __all__ = [
     "PARAM_NAMES", "CMD_FIELDS", "MAPS_PER_SIM", "SNAPSHOT_REDSHIFTS",
@@ -55,15 +55,7 @@ __all__ = [
     "save_cache", "load_cache", "read_cache_attrs", "cached",
 ]
 
-#: The six CAMELS parameters, in the order of every CAMELS parameter table.
-PARAM_NAMES = ("Omega_m", "sigma_8", "A_SN1", "A_AGN1", "A_SN2", "A_AGN2")
-
-#: Fields of the CMD 2D maps. ``B`` exists for IllustrisTNG only.
-CMD_FIELDS = ("Mgas", "Vgas", "T", "P", "Z", "HI", "ne", "B", "MgFe",
-              "Mcdm", "Vcdm", "Mstar", "Mtot")
-
-#: CMD makes 15 maps (5 slabs along each of the 3 axes) per simulation.
-MAPS_PER_SIM = 15
+# PARAM_NAMES, CMD_FIELDS and MAPS_PER_SIM come from cosmonb.constants (re-exported here).
 
 #: Redshifts of the Subfind snapshots used by the galaxy notebooks: the 34-snapshot numbering of
 #: the original IllustrisTNG/SIMBA releases (030-033), and 090, z = 0 in the uniform 91-snapshot
@@ -85,7 +77,7 @@ _CMD_HINT = (
     "Flatiron binder) and pass that folder as `root`, or use the built-in "
     "simulator (cosmonb.sims) instead.")
 
-_SUBFIND_HINT = (
+SUBFIND_HINT = (
     "CAMELS distributes Subfind catalogs under FOF_Subfind/<suite>/<set>/<set>_<n>/ "
     "of the CAMELS data release (https://camels.readthedocs.io, e.g. via Globus "
     "or the Flatiron binder).")
@@ -106,14 +98,6 @@ class CorruptFileError(OSError):
 # ----------------------------------------------------------------------------
 # small helpers
 # ----------------------------------------------------------------------------
-
-
-def _check_int(x, name, low=None):
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
-        raise ValueError(f"{name}: expected an integer, got {x!r}")
-    if low is not None and x < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {x}")
-    return int(x)
 
 
 def _redshift_tag(redshift):
@@ -224,7 +208,7 @@ def read_params(path, n_params: int = 6) -> np.ndarray:
 #: Omega_m and sigma_8 of every CAMELS set (LH, 1P, CV, EX) lie in the LH prior. The two
 #: ranges do not overlap, so a table with the two columns swapped fails the check.
 COSMOLOGY_PRIOR = {name: (float(lo), float(hi)) for name, lo, hi in
-                   zip(PARAM_NAMES[:2], _sims.PRIOR_LOW[:2], _sims.PRIOR_HIGH[:2])}
+                   zip(PARAM_NAMES[:2], PRIOR_LOW[:2], PRIOR_HIGH[:2])}
 
 
 def _check_cosmology_columns(params, path):
@@ -463,7 +447,7 @@ def load_cmd(root, fields, suite: str = "IllustrisTNG", set: str = "LH",
     if n_pix is None:
         factor = 1
     else:
-        n_pix = _check_int(n_pix, "n_pix", low=1)
+        n_pix = check_int(n_pix, "n_pix", 1)
         if h != w or h % n_pix:
             raise ValueError(f"n_pix: expected a divisor of the stored map size {h}x{w}, got {n_pix}")
         factor = h // n_pix
@@ -513,7 +497,7 @@ def snapshot_path(root, snap: int) -> Path:
         'fof_subhalo_tab_033.hdf5'
         >>> tmp.cleanup()
     """
-    snap = _check_int(snap, "snap", low=0)
+    snap = check_int(snap, "snap", 0)
     root = Path(root)
     names = [f"groups_{snap:03d}.hdf5", f"fof_subhalo_tab_{snap:03d}.hdf5"]
     if snap in SNAPSHOT_ALIASES:
@@ -523,7 +507,7 @@ def snapshot_path(root, snap: int) -> Path:
         if (root / name).is_file():
             return root / name
     raise FileNotFoundError(f"Subfind catalog of snapshot {snap} not found: expected "
-                            f"'{names[0]}' or '{names[1]}' in {root}. {_SUBFIND_HINT}")
+                            f"'{names[0]}' or '{names[1]}' in {root}. {SUBFIND_HINT}")
 
 
 def _header_count(f, *keys):
@@ -568,7 +552,7 @@ def load_subfind(path, galaxies_only: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Subfind catalog not found: expected '{path.name}' in "
-                                f"{path.parent}. {_SUBFIND_HINT}")
+                                f"{path.parent}. {SUBFIND_HINT}")
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -746,8 +730,8 @@ def split_by_simulation(n_maps: int, fractions=(0.8, 0.1, 0.1), seed: int = 0,
         >>> np.unique(np.concatenate([train, val, test]) // 15).tolist()
         [0, 1, 2]
     """
-    n_maps = _check_int(n_maps, "n_maps", low=1)
-    maps_per_sim = _check_int(maps_per_sim, "maps_per_sim", low=1)
+    n_maps = check_int(n_maps, "n_maps", 1)
+    maps_per_sim = check_int(maps_per_sim, "maps_per_sim", 1)
     if n_maps % maps_per_sim:
         raise ValueError(f"n_maps: expected a multiple of maps_per_sim={maps_per_sim}, got {n_maps}")
     frac = as_finite_array(fractions, "fractions")

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from ._checks import as_finite_array, check_ndim
+from .._checks import as_finite_array, check_ndim
 
 __all__ = ["GridPosterior", "PosteriorGridWarning", "check_grid"]
 

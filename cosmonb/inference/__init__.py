@@ -1,0 +1,30 @@
+"""From simulations and trained models to posteriors, and how to judge them.
+
+* :mod:`~cosmonb.inference.posteriors` -- the :class:`Posterior` interface, :class:`GridPosterior`
+  and :class:`SamplePosterior`;
+* :mod:`~cosmonb.inference.exact` -- exact posteriors of the built-in simulators;
+* :mod:`~cosmonb.inference.abc` -- rejection ABC and the box prior;
+* :mod:`~cosmonb.inference.delfi` -- DELFI (sequential neural likelihood estimation);
+* :mod:`~cosmonb.inference.compare` -- an approximate posterior against the exact one;
+* :mod:`~cosmonb.inference.diagnostics` -- calibration: HPD coverage, SBC ranks, TARP.
+
+``inference`` is the top of the data flow: it imports ``sims``, ``fisher``, ``models`` and
+``train``; none of them imports it.
+
+Example:
+    >>> import numpy as np
+    >>> from cosmonb.inference import GridPosterior
+    >>> x = np.linspace(-5, 5, 101)
+    >>> GridPosterior(x, x, -0.5 * (x[:, None] ** 2 + x[None, :] ** 2)).std.round(2)
+    array([1., 1.])
+"""
+from .abc import ABCResult, BoxPrior, abc_rejection, fisher_distance
+from .compare import compare_to_exact, sample_grid_posterior, sample_moments
+from .delfi import Delfi
+from .exact import MAX_ZOOM_POINTS, exact_posterior, marginal_posterior, power_law_posterior
+from .posteriors import GridPosterior, PosteriorGridWarning, SamplePosterior, check_grid
+
+__all__ = ["GridPosterior", "SamplePosterior", "PosteriorGridWarning", "check_grid", "exact_posterior",
+           "marginal_posterior", "power_law_posterior", "MAX_ZOOM_POINTS", "BoxPrior", "ABCResult",
+           "abc_rejection", "fisher_distance", "Delfi", "compare_to_exact", "sample_grid_posterior",
+           "sample_moments"]
