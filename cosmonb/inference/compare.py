@@ -26,12 +26,7 @@ def sample_grid_posterior(post: GridPosterior, n: int, rng: np.random.Generator)
         >>> np.round(s.std(0), 1)
         array([1., 1.])
     """
-    flat = post.prob.ravel()
-    cells = rng.choice(flat.size, size=n, p=flat / flat.sum())
-    i, j = np.unravel_index(cells, post.prob.shape)
-    dx = np.gradient(post.x)[i]
-    dy = np.gradient(post.y)[j]
-    return np.stack([post.x[i] + (rng.random(n) - 0.5) * dx, post.y[j] + (rng.random(n) - 0.5) * dy], 1)
+    return post.sample(n, seed=rng)
 
 
 def sample_moments(samples) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,10 @@
-"""Posteriors on a grid: moments, highest-density credible regions, coverage.
+"""The posterior interface and its implementations: on a grid, from samples, Gaussian.
+
+Every posterior (:class:`Posterior`) offers ``sample(n, seed=None)``, ``mean``, ``cov``,
+``std``, highest-posterior-density (HPD) credible regions through
+``credible_mass(point)`` (the mass of the region denser than ``point``; uniform on [0, 1]
+over repeated experiments when the posterior is calibrated) and
+``contains(point, mass)``, and ``log_prob(theta)`` where a density exists.
 
 A posterior on a rectangular grid over two parameters is p_ij proportional to
 exp(log_post_ij); its credible region at level c is the set of cells of highest
@@ -13,13 +19,79 @@ Example:
 """
 from __future__ import annotations
 
+import abc
 import warnings
 
 import numpy as np
 
-from .._checks import as_finite_array, check_ndim
+from .._checks import as_finite_array, check_ndim, check_size
 
-__all__ = ["GridPosterior", "PosteriorGridWarning", "check_grid"]
+__all__ = ["Posterior", "GridPosterior", "SamplePosterior", "GaussianPosterior", "PosteriorGridWarning",
+           "check_grid"]
+
+
+class Posterior(abc.ABC):
+    """What every posterior offers: samples, moments, HPD credible regions, a density where one exists.
+
+    Subclasses set ``mean`` (d,), ``cov`` (d, d) and ``names``, and implement
+    :meth:`sample` and :meth:`credible_mass`; :meth:`log_prob` is optional
+    (``has_log_prob`` says whether it exists).
+
+    Example:
+        >>> post = GaussianPosterior([0.3, 0.8], np.diag([0.01, 0.0004]))
+        >>> isinstance(post, Posterior), post.sample(5, seed=0).shape, post.std.round(2)
+        (True, (5, 2), array([0.1 , 0.02]))
+    """
+
+    mean: np.ndarray
+    cov: np.ndarray
+    names: tuple
+    #: True if :meth:`log_prob` gives the (normalised) log density
+    has_log_prob: bool = False
+
+    @property
+    def dim(self) -> int:
+        """Number of parameters."""
+        return int(np.size(self.mean))
+
+    @property
+    def std(self) -> np.ndarray:
+        """Marginal standard deviations (d,)."""
+        return np.sqrt(np.diag(self.cov))
+
+    @abc.abstractmethod
+    def sample(self, n: int, seed=None) -> np.ndarray:
+        """``n`` draws (n, d); ``seed`` an int, a ``numpy.random.Generator`` or None (fresh entropy)."""
+
+    @abc.abstractmethod
+    def credible_mass(self, point) -> float:
+        """Posterior mass of the HPD region whose edge passes through ``point`` (its HPD rank)."""
+
+    def contains(self, point, mass) -> bool:
+        """True if ``point`` lies in the HPD region of probability ``mass``."""
+        return self.credible_mass(point) <= mass
+
+    def log_prob(self, theta) -> np.ndarray:
+        """Log density at ``theta`` (n, d) or (d,); only where the posterior has a density."""
+        raise NotImplementedError(f"{type(self).__name__} has no density (has_log_prob is False)")
+
+    def _check_points(self, theta, name="theta"):
+        arr = as_finite_array(theta, name)
+        single = arr.ndim == 1
+        arr = np.atleast_2d(arr)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"{name}: expected points of shape (n, {self.dim}) or ({self.dim},), "
+                             f"got shape {np.shape(theta)}")
+        return arr, single
+
+
+def _rng(seed):
+    """A Generator from an int seed, a Generator (used as is) or None."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, a numpy Generator or None, got {seed!r}")
+    return np.random.default_rng(int(seed))
 
 
 class PosteriorGridWarning(UserWarning):
@@ -49,8 +121,12 @@ def check_grid(grid, name: str) -> np.ndarray:
     return arr
 
 
-class GridPosterior:
+class GridPosterior(Posterior):
     """A 2D posterior tabulated on the grid ``x`` (n,) by ``y`` (m,) from ``log_post`` (n, m).
+
+    The density is constant within each cell (cell edges half-way between grid points):
+    :meth:`sample` draws a cell by its mass, then uniformly within it, and :meth:`log_prob`
+    is the log of that piecewise-constant density (-inf off the grid).
 
     Attributes: ``prob`` (normalised cell masses), ``mean`` (2,), ``cov`` (2, 2),
     ``std`` (2,), ``corr``, ``map_estimate`` (2,).
@@ -81,7 +157,6 @@ class GridPosterior:
         dx, dy = gx - self.mean[0], gy - self.mean[1]
         self.cov = np.array([[(self.prob * dx * dx).sum(), (self.prob * dx * dy).sum()],
                              [(self.prob * dx * dy).sum(), (self.prob * dy * dy).sum()]])
-        self.std = np.sqrt(np.diag(self.cov))
         spread = self.std[0] * self.std[1]
         self.corr = float(self.cov[0, 1] / spread) if spread > 0 else float("nan")  # one-cell width
         i, j = np.unravel_index(np.argmax(self.prob), self.prob.shape)
@@ -156,9 +231,39 @@ class GridPosterior:
                 PosteriorGridWarning, stacklevel=stacklevel + 1)
         return bool(problems)
 
-    def contains(self, point, mass):
-        """True if ``point`` lies in the HPD region of probability ``mass``."""
-        return self.credible_mass(point) <= mass
+    has_log_prob = True
+
+    def sample(self, n, seed=None):
+        """``n`` draws (n, 2): a cell by its mass, then uniform within the cell.
+
+        Example:
+            >>> x = np.linspace(-3, 3, 61)
+            >>> post = GridPosterior(x, x, -0.5 * (x[:, None] ** 2 + x[None, :] ** 2))
+            >>> np.round(post.sample(20000, seed=0).std(0), 1)
+            array([1., 1.])
+        """
+        n = check_size(n, "n")
+        rng = _rng(seed)
+        flat = self.prob.ravel()
+        cells = rng.choice(flat.size, size=n, p=flat / flat.sum())
+        i, j = np.unravel_index(cells, self.prob.shape)
+        dx = np.gradient(self.x)[i]
+        dy = np.gradient(self.y)[j]
+        return np.stack([self.x[i] + (rng.random(n) - 0.5) * dx, self.y[j] + (rng.random(n) - 0.5) * dy], 1)
+
+    def log_prob(self, theta):
+        """Log of the piecewise-constant density (cell mass / cell area) at ``theta``; -inf off the grid."""
+        pts, single = self._check_points(theta)
+        out = np.full(len(pts), -np.inf)
+        edges = [np.concatenate([[g[0] - 0.5 * (g[1] - g[0])], 0.5 * (g[1:] + g[:-1]),
+                                 [g[-1] + 0.5 * (g[-1] - g[-2])]]) for g in (self.x, self.y)]
+        idx = [np.searchsorted(e, pts[:, a], side="right") - 1 for a, e in enumerate(edges)]
+        inside = (idx[0] >= 0) & (idx[0] < self.x.size) & (idx[1] >= 0) & (idx[1] < self.y.size)
+        i, j = idx[0][inside], idx[1][inside]
+        area = np.diff(edges[0])[i] * np.diff(edges[1])[j]
+        with np.errstate(divide="ignore"):
+            out[inside] = np.log(self.prob[i, j] / area)
+        return out[0] if single else out
 
     def marginal(self, axis):
         """Marginal density of parameter ``axis`` (0 or 1) on its grid, integrating to 1."""
@@ -185,8 +290,11 @@ class GridPosterior:
         return ax
 
 
-class SamplePosterior:
+class SamplePosterior(Posterior):
     """A posterior represented by samples ``(S, d)`` (e.g. from MCMC), with names.
+
+    :meth:`sample` resamples the stored samples with replacement; there is no
+    :meth:`log_prob` (a kernel density estimate is an estimate, not the posterior's density).
 
     Attributes: ``samples``, ``mean``, ``cov``, ``std``, ``corr`` (d x d). The credible
     region at level c is the highest-density region of a Gaussian kernel density
@@ -211,7 +319,6 @@ class SamplePosterior:
         self.info = dict(info or {})
         self.mean = arr.mean(0)
         self.cov = np.atleast_2d(np.cov(arr.T))
-        self.std = np.sqrt(np.diag(self.cov))
         self.corr = self.cov / np.outer(self.std, self.std)
         self._kde = None
 
@@ -240,9 +347,52 @@ class SamplePosterior:
         dens = kde(thin.T)
         return float(np.mean(dens > kde(point[:, None])[0]))
 
-    def contains(self, point, mass):
-        """True if ``point`` lies in the HPD region of probability ``mass``."""
-        return self.credible_mass(point) <= mass
+    def sample(self, n, seed=None):
+        """``n`` rows drawn with replacement from the stored samples (n, d)."""
+        n = check_size(n, "n")
+        return self.samples[_rng(seed).integers(0, len(self.samples), n)]
 
 
-__all__.append("SamplePosterior")
+class GaussianPosterior(Posterior):
+    """A Gaussian posterior N(mean, cov): e.g. the Fisher (Laplace) approximation.
+
+    HPD regions are ellipses: ``credible_mass(point)`` is the chi^2 (d degrees of freedom)
+    CDF of the squared Mahalanobis distance of ``point`` from the mean.
+
+    Example:
+        >>> post = GaussianPosterior([0.0, 0.0], np.eye(2))
+        >>> round(post.credible_mass([1.0, 1.0]), 3), bool(post.contains([0.5, 0.0], 0.68))
+        (0.632, True)
+    """
+
+    has_log_prob = True
+
+    def __init__(self, mean, cov, names=None):
+        self.mean = as_finite_array(mean, "mean").ravel()
+        d = self.mean.size
+        cov = as_finite_array(cov, "cov")
+        if cov.shape != (d, d) or not np.allclose(cov, cov.T) or np.any(np.linalg.eigvalsh(cov) <= 0):
+            raise ValueError(f"cov: expected a symmetric positive-definite ({d}, {d}) matrix, got shape {cov.shape}")
+        self.cov = cov
+        self.names = tuple(names) if names is not None else tuple(f"x{i}" for i in range(d))
+        self._chol = np.linalg.cholesky(cov)
+
+    def _mahalanobis2(self, pts):
+        z = np.linalg.solve(self._chol, (pts - self.mean).T)
+        return (z**2).sum(0)
+
+    def sample(self, n, seed=None):
+        n = check_size(n, "n")
+        return self.mean + _rng(seed).standard_normal((n, self.dim)) @ self._chol.T
+
+    def credible_mass(self, point):
+        from scipy.stats import chi2
+
+        pts, _ = self._check_points(point, "point")
+        return float(chi2.cdf(self._mahalanobis2(pts)[0], self.dim))
+
+    def log_prob(self, theta):
+        pts, single = self._check_points(theta)
+        log_det = 2 * np.log(np.diag(self._chol)).sum()
+        out = -0.5 * (self._mahalanobis2(pts) + log_det + self.dim * np.log(2 * np.pi))
+        return out[0] if single else out
