@@ -31,7 +31,7 @@ PRESETS = ("quick", "cpu", "paper")
 #: Environment variable naming the default ``--out`` folder of ``train``.
 OUT_ENV = "COSMONB_CHECKPOINTS"
 #: Packages ``info`` reports (missing optional ones print "not installed").
-PACKAGES = ("torch", "numpy", "scipy", "zuko", "sbi", "emcee", "scikit-learn", "h5py", "matplotlib", "ipywidgets",
+PACKAGES = ("torch", "numpy", "scipy", "zuko", "emcee", "scikit-learn", "h5py", "matplotlib", "ipywidgets",
             "tqdm", "papermill", "nbval", "jupyterlab", "colossus", "Pylians", "powerbox")
 
 

@@ -51,7 +51,7 @@ def test_info_prints_versions_device_and_checkpoints():
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert f"torch          {torch.__version__}" in out and f"numpy          {np.__version__}" in out
-    for word in ("zuko", "sbi", "emcee", "device: cpu", "CPU capability:", "threads:", "DATA_ROOT",
+    for word in ("zuko", "emcee", "device: cpu", "CPU capability:", "threads:", "DATA_ROOT",
                  str(checkpoints.PRETRAINED_DIR), cli.OUT_ENV):
         assert word in out, word
     for name in checkpoints.read_manifest():
