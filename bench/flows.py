@@ -37,6 +37,7 @@ import cosmonb  # noqa: E402
 from cosmonb.sims import catalogs as C  # noqa: E402
 from cosmonb import runtime  # noqa: E402
 from cosmonb.models import flows as F  # noqa: E402
+from cosmonb.recipes.flows import fit_flow, load_flow, save_flow  # noqa: E402
 
 TARGETS = {"nll_gap_1d": 0.02, "nll_gap_2d": 0.02, "outlier_recall_at_5pct_fpr": 0.9,
            "notebook_quick_seconds": 60.0}
@@ -91,7 +92,7 @@ def train_preset(name, x, c, x_val, c_val, seed=0, progress=False):
     runtime.seed_everything(seed)
     model = F.DensityFlow(**preset["model"])
     t0 = time.perf_counter()
-    hist = F.fit_flow(model, x, c, x_val, c_val, seed=seed, progress=progress, **preset["train"])
+    hist = fit_flow(model, x, c, x_val, c_val, seed=seed, progress=progress, **preset["train"])
     return model, hist, time.perf_counter() - t0
 
 
@@ -170,7 +171,7 @@ def main(argv=None):
                                 "history": {"train_loss": hist.train_loss, "val_loss": hist.val_loss}}
             print(f"   {sec:.0f} s, val NLL {hist.val_loss[-1]:.4f}", flush=True)
         else:
-            model, ckpt = F.load_flow(name)
+            model, ckpt = load_flow(name)
             train_info[name] = {"seconds": ckpt["metadata"]["seconds"],
                                 "hardware": ckpt["metadata"]["hardware"], "date": ckpt["metadata"]["date"]}
         models[name] = model
@@ -210,7 +211,7 @@ def main(argv=None):
                        "train_loss": info["history"]["train_loss"], "val_loss": info["history"]["val_loss"]}
             if name == "flows_2d":
                 metrics["outlier_recall_at_5pct_fpr"] = result["outlier_recall_at_5pct_fpr"]
-            path = F.save_flow(name, models[name], metrics, COMMAND, info["seconds"],
+            path = save_flow(name, models[name], metrics, COMMAND, info["seconds"],
                                extra_config={"train": F.PRESETS[name]["train"],
                                              "data": "catalogs.write_cv_catalogs(27, seed=0), CV_SPLIT"
                                              if name != "flows_cond" else

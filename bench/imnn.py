@@ -43,7 +43,7 @@ from _machine import write_results  # noqa: E402
 from cosmonb import fisher, inference, sims  # noqa: E402
 from cosmonb.inference import BoxPrior, Delfi, abc_rejection, compare_to_exact  # noqa: E402
 from cosmonb.models import imnn  # noqa: E402
-from cosmonb.recipes.imnn import PRESETS, train_preset, train_recipe  # noqa: E402
+from cosmonb.recipes.imnn import PRESETS, load_imnn, save_imnn, train_preset, train_recipe  # noqa: E402
 from cosmonb.sims import make_simulator  # noqa: E402
 
 # the notebook's defaults (parameters cell)
@@ -63,7 +63,7 @@ def network(name, preset, args, stage=None, **train_kw):
     now (``cosmonb.recipes.imnn.train_recipe``; or one ``stage`` of the preset, e.g. the refit). ``--save`` ships what
     was trained. Returns ``(compressor, train_seconds)``, the seconds of every stage that made it."""
     if args.pretrained or (args.polish and stage is None):
-        comp, ckpt = imnn.load_imnn(name)
+        comp, ckpt = load_imnn(name)
         earlier = ckpt["metadata"]["metrics"]
         if args.pretrained:
             return comp, earlier["train_seconds"]
@@ -74,7 +74,7 @@ def network(name, preset, args, stage=None, **train_kw):
         comp, _, metrics = train_preset(preset, stage, **train_kw)
     if args.save:
         sim = make_simulator(PRESETS[preset]["simulator"])
-        imnn.save_imnn(name, comp.model, comp.stats, simulator_config=sim.config(),
+        save_imnn(name, comp.model, comp.stats, simulator_config=sim.config(),
                        delta=np.array(PRESETS[preset]["delta"]), metrics=metrics,
                        command=COMMAND + (", then python bench/imnn.py --polish --save" if args.polish else ""),
                        seconds=metrics["train_seconds"])

@@ -8,6 +8,7 @@ import torch
 from cosmonb.sims import catalogs as C
 from cosmonb import checkpoints
 from cosmonb.models import flows as F
+from cosmonb.recipes.flows import fit_flow, load_flow, save_flow
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -198,9 +199,9 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="transforms"):
         F.DensityFlow(2, transforms=0)
     with pytest.raises(ValueError, match=r"x: is empty \(0 rows\)"):
-        F.fit_flow(flow, np.zeros((0, 2)), epochs=1)
+        fit_flow(flow, np.zeros((0, 2)), epochs=1)
     with pytest.raises(ValueError, match="lr: expected a number > 0"):
-        F.fit_flow(flow, np.ones((4, 2)), epochs=1, lr=-1e-3)
+        fit_flow(flow, np.ones((4, 2)), epochs=1, lr=-1e-3)
     with pytest.raises(ValueError, match="order='fixed'"):
         F.DensityFlow(2, order="alternate").log_prob_parts(torch.zeros(3, 2))
 
@@ -255,7 +256,7 @@ def test_fit_learns_a_known_density():
         return -np.log(p)
 
     flow = F.DensityFlow(1, transforms=2, bins=8, batch_norm=True)
-    hist = F.fit_flow(flow, x[:5000], x_val=x[5000:], epochs=40, lr=5e-3, batch_size=256, seed=0)
+    hist = fit_flow(flow, x[:5000], x_val=x[5000:], epochs=40, lr=5e-3, batch_size=256, seed=0)
     assert hist.val_loss[-1] < hist.val_loss[0]
     assert hist.lr[0] == pytest.approx(5e-3) and hist.lr[-1] < 5e-3  # lr reaches Adam; cosine decay
     gap = F.per_sample_nll(flow, x[5000:]).mean() - true_nll(x[5000:]).mean()
@@ -269,15 +270,15 @@ def test_fit_learns_a_known_density():
 def test_save_and_load_roundtrip(tmp_path):
     flow = _scrambled(F.DensityFlow(2, context=1, transforms=2, bins=5, hidden=(8,), batch_norm=True))
     flow.set_normaliser(torch.randn(50, 2) + 10, torch.randn(50, 1))
-    path = F.save_flow("flows_test", flow, {"nll": 1.0}, "pytest", 0.1, directory=tmp_path,
+    path = save_flow("flows_test", flow, {"nll": 1.0}, "pytest", 0.1, directory=tmp_path,
                        extra_config={"what": "test"})
-    back, ckpt = F.load_flow("flows_test", directory=tmp_path)
+    back, ckpt = load_flow("flows_test", directory=tmp_path)
     x, c = torch.randn(20, 2) + 10, torch.randn(20, 1)
     torch.testing.assert_close(back.log_prob(x, c), flow.log_prob(x, c))
     assert ckpt["config"]["extra"] == {"what": "test"} and ckpt["metadata"]["metrics"] == {"nll": 1.0}
     path.write_bytes(path.read_bytes()[:-10] + b"corrupted!")
     with pytest.raises(checkpoints.PretrainedError, match="sha256"):
-        F.load_flow("flows_test", directory=tmp_path)
+        load_flow("flows_test", directory=tmp_path)
 
 
 # --------------------------------------------------------------------------- outliers

@@ -8,6 +8,7 @@ import torch
 from cosmonb import checkpoints, fisher as fi, sims
 from cosmonb.inference import GridPosterior
 from cosmonb.models import imnn
+from cosmonb.recipes.imnn import load_imnn, save_imnn, train_imnn, warmup_cosine
 from cosmonb.inference import BoxPrior, Delfi, abc_rejection, compare_to_exact, sample_grid_posterior
 from cosmonb.sims import LogNormalSimulator, PowerLawSimulator
 
@@ -112,7 +113,7 @@ def test_short_training_raises_fisher_information_and_round_trips(tmp_path):
     net = imnn.IMNN(2, 1, widths=(4, 8, 8), hidden=16)
     ref = fi.power_law_fisher(1.0, 0.5, 16)
     # the curve paired with the exact score on the same validation maps (unpaired, a 100-map set scatters by ~15%)
-    res = imnn.train_imnn(net, sim, theta, delta, n_s=100, n_d=50, epochs=40, lr=3e-3, lam=2.0, exact_score=sim.score,
+    res = train_imnn(net, sim, theta, delta, n_s=100, n_d=50, epochs=40, lr=3e-3, lam=2.0, exact_score=sim.score,
                           seed=0, progress=False, device="cpu")
     assert len(res.saturation) == 40
     # it starts from the score compression of its random features and learns on top of it. Measured with this
@@ -123,10 +124,10 @@ def test_short_training_raises_fisher_information_and_round_trips(tmp_path):
     assert 0 < max(res.saturation) < 1.3  # cannot (much) beat the data's information
     test = imnn.make_simulation_set(sim, theta, delta, 300, 100, seed=77)
     stats = imnn.summary_statistics_of(net, test, theta, delta)
-    imnn.save_imnn("imnn_test", net, stats, simulator_config=sim.config(), delta=delta,
+    save_imnn("imnn_test", net, stats, simulator_config=sim.config(), delta=delta,
                    metrics={"saturation": stats.det_fisher / np.linalg.det(ref)}, command="pytest",
                    seconds=res.history.seconds, directory=tmp_path)
-    comp, ckpt = imnn.load_imnn("imnn_test", directory=tmp_path)
+    comp, ckpt = load_imnn("imnn_test", directory=tmp_path)
     maps = sim(np.tile(theta, (3, 1)), seed=1)
     assert np.allclose(comp.estimate(maps), stats.estimate(imnn.IMNNCompressor(net, stats).summaries(maps)))
     assert ckpt["config"]["simulator"]["kind"] == "power_law"
@@ -174,7 +175,7 @@ def test_lognormal_exact_score_has_zero_mean_and_fisher_covariance():
 
 @pytest.mark.skipif(not checkpoints.pretrained_available("imnn_grf"), reason="imnn_grf not shipped yet")
 def test_shipped_grf_imnn_saturates_fisher_information_paired_with_exact_score():
-    comp, ckpt = imnn.load_imnn("imnn_grf")
+    comp, ckpt = load_imnn("imnn_grf")
     sim = PowerLawSimulator(ckpt["config"]["simulator"]["n_pix"], ckpt["config"]["simulator"]["box_size"])
     theta, delta = comp.theta_fid, ckpt["normaliser"]["delta"].numpy()
     r = imnn.measure_saturation(comp.model, sim, theta, delta, sim.fisher(theta), n_s=4000, n_d=1000,
@@ -278,16 +279,16 @@ def test_initialise_with_derivatives_starts_from_the_score_compression_of_the_fe
 
 
 def test_warmup_cosine_schedule():
-    f = imnn.warmup_cosine(100, 10)
+    f = warmup_cosine(100, 10)
     factors = [f(e) for e in range(100)]
     assert factors[0] == pytest.approx(0.1) and max(factors) == factors[9] > 0.97
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))  # then only down
     assert factors[-1] == pytest.approx(0.01, abs=1e-3)
-    assert imnn.warmup_cosine(3)(0) == pytest.approx(1 / 3)  # the default warm-up never outlasts the run
+    assert warmup_cosine(3)(0) == pytest.approx(1 / 3)  # the default warm-up never outlasts the run
     with pytest.raises(ValueError, match="warmup"):
-        imnn.warmup_cosine(10, 0)
+        warmup_cosine(10, 0)
 
 
 def test_networks_saved_before_the_linear_skip_still_load():
-    comp, ckpt = imnn.load_imnn("imnn_grf")
+    comp, ckpt = load_imnn("imnn_grf")
     assert "linear_skip" not in ckpt["config"]["model"] and comp.model.skip is None

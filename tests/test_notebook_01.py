@@ -82,7 +82,7 @@ def test_notebook_01_template():
     text = "\n".join(c.source for c in nb.cells)
     # the parameters cell and stripped outputs: test_notebook_00 checks every notebook
     assert "cosmonb.device()" in text and "cosmonb.seed_everything(SEED)" in text
-    assert "imnn.load_imnn" in text and "<details>" in text and "widgets.sliders(" in text
+    assert "load_imnn(" in text and "<details>" in text and "widgets.sliders(" in text
     for cited in ("Charnock, G. Lavaux & B. D. Wandelt", "Makinen", "Alsing, T. Charnock, S. Feeney"):
         assert cited in text
     assert all(c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")

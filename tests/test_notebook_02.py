@@ -42,7 +42,7 @@ def test_notebook_02_template():
     text = "\n".join(c.source for c in nb.cells)
     # the parameters cell and stripped outputs: test_notebook_00 checks every notebook
     assert "cosmonb.device()" in text and "cosmonb.seed_everything(SEED)" in text
-    assert "flows.load_flow" in text and "<details>" in text
+    assert "load_flow(" in text and "<details>" in text
     assert "fboreiko/anomalies_detection" in text  # the project it follows is cited
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 

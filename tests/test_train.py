@@ -435,6 +435,59 @@ def test_resume_with_new_lr_uses_it_and_warns(tmp_path):
     assert h.lr == [0.1, 0.3]
 
 
+class _Mean(nn.Module):
+    """The smallest cosmonb-style model: one parameter, ``loss(batch)`` = mean squared distance to the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def loss(self, batch):
+        return ((self.w - batch[0]) ** 2).mean()
+
+
+class _LrLog(train.Callback):
+    """Records the lr the next step will use: at the start (after any resume) and after every step."""
+
+    def __init__(self):
+        self.lrs = []
+
+    def on_train_start(self, trainer):
+        self.lrs.append(float(trainer.opt.param_groups[0]["lr"]))
+
+    def on_step_end(self, trainer, loss):
+        self.lrs.append(float(trainer.opt.param_groups[0]["lr"]))
+
+
+def test_trainer_resume_with_new_lr_uses_it_and_warns(tmp_path):
+    # the Trainer used to keep the checkpoint's lr silently (0.1 x warm-up) while fit switched with a warning
+    import warnings
+
+    data = torch.utils.data.TensorDataset(torch.ones(16, 1))
+    ckpt = tmp_path / "lr.pt"
+
+    def run(max_steps, lr):
+        log = _LrLog()
+        cfg = train.TrainConfig(max_steps=max_steps, batch_size=4, lr=lr, optimizer="sgd", warmup_steps=6,
+                                seed=0, progress=False)
+        trainer = train.Trainer(_Mean(), cfg, checkpoint=ckpt, callbacks=[log], device="cpu")
+        return trainer, trainer.fit(data), log.lrs
+
+    run(3, 0.1)
+    with pytest.warns(UserWarning, match=r"Trainer: resuming .*lr\.pt with a different learning rate: "
+                                         r"lr=0\.01 \(was 0\.1\)\. The new value takes effect from step 4"):
+        trainer, result, lrs = run(6, 0.01)
+    assert result["resumed_at"] == [3] and result["steps"] == 6
+    # the warm-up keeps its progress (3 of 6 steps done: factor 4/6 for step 4) at the new scale
+    assert lrs == pytest.approx([0.01 * 4 / 6, 0.01 * 5 / 6, 0.01, 0.01], rel=1e-12)
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["requested_lr"] == [0.01] and saved["scheduler"]["base_lrs"] == [0.01]
+    with warnings.catch_warnings():  # resuming again with the new lr is silent
+        warnings.simplefilter("error")
+        _, result, lrs = run(8, 0.01)
+    assert result["resumed_at"] == [3, 6] and lrs == pytest.approx([0.01] * 3, rel=1e-12)
+
+
 def test_resume_with_another_optimizer_raises_checkpoint_error(tmp_path):
     # the old code loaded Adam's state into SGD and raised KeyError 'momentum' at its first step
     ckpt = tmp_path / "adam.pt"

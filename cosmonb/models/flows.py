@@ -46,18 +46,8 @@ __all__ = [
     "per_sample_nll", "per_sample_parts", "recall_at_fpr", "spline_knots", "check_rows", "PRESETS",
 ]
 
-#: Training and checkpoint helpers that moved to :mod:`cosmonb.recipes.flows` (models do not
-#: import ``train`` or ``checkpoints``); still reachable as ``flows.fit_flow`` etc. for notebooks.
-_MOVED = {"fit_flow": "cosmonb.recipes.flows", "save_flow": "cosmonb.recipes.flows",
-          "load_flow": "cosmonb.recipes.flows"}
-
-
-def __getattr__(name):
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Training and checkpoint helpers (``fit_flow``, ``save_flow``, ``load_flow``) live in
+# :mod:`cosmonb.recipes.flows`: models do not import ``train`` or ``checkpoints``.
 
 #: The shipped flows of notebook 02: model config and training settings. The
 #: notebook (TRAIN=True) and ``bench/flows.py --train`` both use them.

@@ -88,17 +88,8 @@ from .base import Model, register_model
 __all__ = ["IMNN", "imnn_loss", "regularisation_rate", "make_simulation_set", "measure_saturation",
            "summary_statistics_of", "summaries_of_set", "exact_scores_of_set", "stream_seed", "IMNNCompressor"]
 
-#: Training and checkpoint helpers that moved to :mod:`cosmonb.recipes.imnn` (models do not import
-#: ``train`` or ``checkpoints``); still reachable as ``imnn.train_imnn`` etc. for notebooks and scripts.
-_MOVED = ("train_imnn", "IMNNTraining", "warmup_cosine", "save_imnn", "load_imnn")
-
-
-def __getattr__(name):
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module("cosmonb.recipes.imnn"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Training and checkpoint helpers (``train_imnn``, ``save_imnn``, ``load_imnn``, ...) live in
+# :mod:`cosmonb.recipes.imnn`: models do not import ``train`` or ``checkpoints``.
 
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "softplus": nn.Softplus,
                 "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh}

@@ -3,8 +3,8 @@
 ``fit_flow`` trains a :class:`~cosmonb.models.flows.DensityFlow` by maximum
 likelihood through :func:`cosmonb.train.fit` (which calls ``model.loss``);
 ``save_flow`` / ``load_flow`` are :func:`cosmonb.checkpoints.save_model` /
-:func:`~cosmonb.checkpoints.load_model` for flows. The old names
-``cosmonb.models.flows.fit_flow`` etc. still reach these functions.
+:func:`~cosmonb.checkpoints.load_model` for flows. They live here, not in
+:mod:`cosmonb.models.flows`: models never import ``train`` or ``checkpoints``.
 """
 from __future__ import annotations
 

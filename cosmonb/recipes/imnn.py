@@ -4,8 +4,8 @@
 :func:`cosmonb.train.fit`, which calls ``IMNN.loss`` on a fresh simulation set
 every step; ``save_imnn`` / ``load_imnn`` are
 :func:`cosmonb.checkpoints.save_model` / :func:`~cosmonb.checkpoints.load_model`
-with the fiducial summary statistics as the normaliser. The old names
-``cosmonb.models.imnn.train_imnn`` etc. still reach these functions.
+with the fiducial summary statistics as the normaliser. They live here, not in
+:mod:`cosmonb.models.imnn`: models never import ``train`` or ``checkpoints``.
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def train_preset(name: str, stage: str = "full", *, theta_fid=None, init_model=N
     ``init_model`` at a new ``theta_fid``, the slides' second step) or ``"quick"``
     (seconds). Returns ``(compressor, training, metrics)``: an
     :class:`~cosmonb.models.imnn.IMNNCompressor` whose statistics come from the
-    test set, the :class:`~cosmonb.models.imnn.IMNNTraining`, and a dict with
+    test set, the :class:`IMNNTraining`, and a dict with
     ``saturation`` (det F_IMNN / det F_exact on the test set), ``det_fisher``,
     ``det_fisher_exact``, ``train_seconds``, ``epochs`` and ``saturation_curve``
     (the validation saturation per epoch, paired with the exact score, at most 200
@@ -259,7 +259,7 @@ def train_recipe(name: str, *, quick: bool = False, seed: int = 0, resume=None, 
 
     The ``full`` stage of :data:`PRESETS` from scratch, then ``polish`` (seed + 7);
     ``quick=True``: the ``quick`` stage alone (seconds). ``resume=(model, metrics)``
-    (as ``imnn.load_imnn`` gives them) skips the full stage and polishes ``model``.
+    (as :func:`load_imnn` gives them) skips the full stage and polishes ``model``.
     Returns ``(compressor, metrics)``: the last stage's metrics with ``epochs`` and
     ``train_seconds`` summed over the stages, ``train_seconds_by_stage``, the full
     stage's ``saturation_curve`` and the polish stage's ``polish_saturation_curve``.

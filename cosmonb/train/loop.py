@@ -48,7 +48,7 @@ from .. import runtime
 from . import distributed
 from .callbacks import EMA, Callback, EarlyStopping, PeriodicCheckpoint, Progress
 from .config import OPTIMIZERS, TrainConfig
-from .state import (CheckpointError, NonFiniteLossError, batch_size_of, check_loss, get_rng_state,
+from .state import (CheckpointError, NonFiniteLossError, apply_new_lr, batch_size_of, check_loss, get_rng_state,
                     load_checkpoint, optimizer_name, requested_lrs, restore_states, set_rng_state, to_device)
 
 __all__ = ["Trainer", "TRAINER_FORMAT"]
@@ -161,7 +161,11 @@ class Trainer:
 
     def _resume(self) -> bool:
         ckpt = load_checkpoint(self.checkpoint, TRAINER_FORMAT, _REQUIRED)
+        requested = requested_lrs(self.opt)  # this config's lr, before the checkpoint's replaces it
         restore_states(ckpt, self.checkpoint, distributed.unwrap(self.model), self.opt, self.sched, {})
+        # a changed lr takes effect (scaled schedule, same progress) with a warning, as in fit
+        apply_new_lr(ckpt, self.checkpoint, self.opt, self.sched, requested, int(ckpt["step"]),
+                     caller="Trainer", unit="step", stacklevel=4)
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
         if len(ranks) == self.world:  # same number of processes: each continues its own streams
             set_rng_state(ranks[self.rank], {})

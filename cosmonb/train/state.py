@@ -247,12 +247,17 @@ def restore_states(ckpt: dict, path: Path, model, opt, sched, loaders) -> None:
         raise CheckpointError(f"checkpoint {path}: RNG states do not load ({err})") from err
 
 
-def apply_new_lr(ckpt: dict, path: Path, opt, sched, requested: list[float], start: int) -> None:
+def apply_new_lr(ckpt: dict, path: Path, opt, sched, requested: list[float], start: int, *,
+                 caller: str = "fit", unit: str = "epoch", stacklevel: int = 3) -> None:
     """If this call asks for another lr than the checkpoint's run, switch to it with a warning.
 
     Each param group's lr is scaled by new / old, and so are the scheduler's
     base lrs, so the schedule keeps its progress (epoch, milestones, plateau
-    reductions) at the new scale.
+    reductions) at the new scale. ``requested`` is :func:`requested_lrs` of the
+    optimizer *before* the checkpoint's state was loaded into it; ``start`` the
+    epochs (``unit="epoch"``, :func:`~cosmonb.train.fit`) or steps
+    (``unit="step"``, :class:`~cosmonb.train.Trainer`) already done; ``caller``
+    names the API in the warning, which points ``stacklevel`` frames up.
     """
     saved = ckpt.get("requested_lr")
     if saved is None:  # written before requested_lr was recorded: read it off the optimizer state
@@ -278,8 +283,8 @@ def apply_new_lr(ckpt: dict, path: Path, opt, sched, requested: list[float], sta
             last[i] = group["lr"]
         changes.append(f"lr={new:g} (was {old:g}" + (f", param group {i})" if len(saved) > 1 else ")"))
     if changes:
-        warnings.warn(f"fit: resuming {path} with a different learning rate: {'; '.join(changes)}. "
-                      f"The new value takes effect from epoch {start + 1}"
+        warnings.warn(f"{caller}: resuming {path} with a different learning rate: {'; '.join(changes)}. "
+                      f"The new value takes effect from {unit} {start + 1}"
                       + (" (the scheduler keeps its progress, scaled to the new lr)" if sched is not None
                          else "") + "; pass the old lr to continue the original run exactly.",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=stacklevel)
