@@ -161,6 +161,24 @@ def check_rows(x, name, features, dtype=torch.float32, device=None):
     return x
 
 
+def condition_rows(c, name, context, n=None, device=None):
+    """Check a flow's conditioning ``c`` against its ``context`` width; expand one row to ``n``.
+
+    ``context == 0`` (unconditional) wants ``c is None`` and returns None; otherwise ``c``
+    must be finite of shape (1 or n, context) (:func:`check_rows`).
+    """
+    if context == 0:
+        if c is not None:
+            raise ValueError(f"{name}: this flow is unconditional (context=0); pass {name}=None")
+        return None
+    if c is None:
+        raise ValueError(f"{name}: this flow is conditional; pass {name} of shape (N, {context})")
+    c = check_rows(c, name, context, device=device)
+    if n is not None and c.shape[0] not in (1, n):
+        raise ValueError(f"{name}: expected 1 or {n} rows, got {c.shape[0]}")
+    return c.expand(n, -1) if n is not None and c.shape[0] == 1 and n > 1 else c
+
+
 @register_model("density_flow")
 class DensityFlow(Model):
     r"""A (conditional) neural spline flow in data units: standardise, then zuko splines.
@@ -251,17 +269,9 @@ class DensityFlow(Model):
                 for k in ("x_shift", "x_scale", "c_shift", "c_scale")}
 
     def _context(self, c, n=None):
-        if self.context == 0:
-            if c is not None:
-                raise ValueError("c: this flow is unconditional (context=0); pass c=None")
-            return None
+        c = condition_rows(c, "c", self.context, n, device=self.x_shift.device)
         if c is None:
-            raise ValueError(f"c: this flow is conditional; pass c of shape (N, {self.context})")
-        c = check_rows(c, "c", self.context, device=self.x_shift.device)
-        if n is not None and c.shape[0] not in (1, n):
-            raise ValueError(f"c: expected 1 or {n} rows, got {c.shape[0]}")
-        if n is not None and c.shape[0] == 1 and n > 1:
-            c = c.expand(n, -1)
+            return None
         return (c - self.c_shift) / self.c_scale
 
     def loss(self, batch) -> torch.Tensor:
@@ -551,16 +561,7 @@ class ConditionalMAF(Model):
         return dict(self._config)
 
     def _cond(self, cond, n):
-        if self.context == 0:
-            if cond is not None:
-                raise ValueError("cond: this flow is unconditional (context=0); pass cond=None")
-            return None
-        if cond is None:
-            raise ValueError(f"cond: this flow is conditional; pass cond of shape (N, {self.context})")
-        cond = torch.as_tensor(cond, dtype=torch.float32)
-        if cond.ndim != 2 or cond.shape[1] != self.context or cond.shape[0] not in (1, n):
-            raise ValueError(f"cond: expected shape (1 or {n}, {self.context}), got {tuple(cond.shape)}")
-        return cond.expand(n, -1) if cond.shape[0] == 1 and n > 1 else cond
+        return condition_rows(cond, "cond", self.context, n)
 
     def log_prob(self, x, cond=None) -> torch.Tensor:
         """ln q(x | cond) per row, shape (N,)."""
