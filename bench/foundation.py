@@ -131,7 +131,7 @@ def exact_widths_v2(n_pix, n_maps=200, n_grid=100):
     stds, ranks = [], []
     start = time.perf_counter()
     for i in range(n_maps):
-        post = inference.exact_posterior(maps[i], n_grid=n_grid)
+        post = sims.exact_posterior(maps[i], n_grid=n_grid)
         stds.append(post.std)
         ranks.append(post.credible_mass(truth[i, :2]))
     seconds = (time.perf_counter() - start) / n_maps

@@ -184,7 +184,7 @@ def main(argv=None):
     out["fisher_saturation_lognormal"] = out["fisher_saturation_lognormal_detail"]["paired"]
     comp = imnn.IMNNCompressor(comp.model, stats)
     target = sim([THETA_TARGET_LN], seed=TARGET_SEED)[0]
-    exact = inference.exact_posterior(np.exp(target[0].astype(float)), n_grid=N_GRID, zoom=False)  # DELFI's grid
+    exact = sims.exact_posterior(np.exp(target[0].astype(float)), n_grid=N_GRID, zoom=False)  # DELFI's grid
     theta_hat = np.clip(comp([target])[0], prior.low + 0.02, prior.high - 0.02)
     print(f"[lognormal refit at {theta_hat.round(4)}]", flush=True)
     refit, train_seconds["lognormal_refit"] = network(

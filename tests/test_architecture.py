@@ -14,7 +14,7 @@ PKG = ROOT / "cosmonb"
 #: (A package's __init__ sits in the layer of its package.)
 LAYERS = [
     {"cosmonb._checks", "cosmonb.constants", "cosmonb.runtime"},
-    {"cosmonb.cosmology", "cosmonb.stats", "cosmonb.data"},
+    {"cosmonb.cosmology", "cosmonb.stats", "cosmonb.data", "cosmonb.posteriors"},
     {"cosmonb.sims"},
     {"cosmonb.fisher"},
     {"cosmonb.models"},

@@ -218,7 +218,7 @@ def test_exact_posterior_warns_when_the_mass_is_pinned_to_the_grid(fiducial_maps
     # simulator v2: the pinned parameter is now sigma_8 (the log-field spectrum, not the mean, is
     # what such a map contradicts); on v1 it was Omega_m
     with pytest.warns(PosteriorGridWarning, match=r"exact_posterior .*(Omega_m|sigma_8) sits on the edge of the grid"):
-        post = inference.exact_posterior(map_, n_grid=40)
+        post = sims.exact_posterior(map_, n_grid=40)
     assert post.std.min() < 1e-4  # what the warning is about: a width far below one cell (0.01)
 
 
@@ -227,7 +227,7 @@ def test_exact_posterior_of_a_dark_matter_map_does_not_warn(fiducial_maps):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        post = inference.exact_posterior(fiducial_maps[0], n_grid=40)
+        post = sims.exact_posterior(fiducial_maps[0], n_grid=40)
     assert np.all(post.std > np.diff(post.x[:2]))  # resolved: wider than a cell
 
 
@@ -242,7 +242,7 @@ def test_exact_posterior_of_a_dark_matter_map_does_not_warn(fiducial_maps):
 def test_exact_posterior_rejects_degenerate_grids(fiducial_maps, kwargs, match):
     """Issue 8: n_grid < 3 and decreasing grids were accepted."""
     with pytest.raises(ValueError, match=match):
-        inference.exact_posterior(fiducial_maps[0], **kwargs)
+        sims.exact_posterior(fiducial_maps[0], **kwargs)
 
 
 # ---------------------------------------------------------------- simulator v2 (issue 9)
@@ -378,7 +378,7 @@ def test_marginal_multifield_posterior_is_calibrated_over_200_maps():
 def test_zoomed_exact_posterior_matches_a_brute_force_fine_grid():
     """The zoom (first pass, then a banded fine grid) reproduces a full fine-grid posterior."""
     map_ = sims.simulate([[0.25, 0.85, 1, 1, 1, 1]], "Mcdm", n_pix=64, seed=21)[0, 0]
-    zoomed = inference.exact_posterior(map_, n_grid=40)
+    zoomed = sims.exact_posterior(map_, n_grid=40)
     om, s8 = np.linspace(0.1, 0.5, 401), np.linspace(0.6, 1.0, 401)
     full = GridPosterior(om, s8, sims.log_likelihood(map_[None], om[:, None], s8[None, :])[0])
     # a 40-point first pass alone has cells of 0.01 in Omega_m, wider than its conditional width
@@ -392,7 +392,7 @@ def test_zoomed_exact_posterior_matches_a_brute_force_fine_grid():
 def test_banded_likelihood_equals_the_full_grid_where_it_evaluates():
     map_ = sims.simulate([sims.FIDUCIAL], "Mcdm", n_pix=32, seed=4)[0, 0]
     axes = [np.linspace(0.2, 0.4, 81), np.linspace(0.65, 0.95, 61)]
-    banded = inference.exact._banded_log_likelihood(map_[None], axes, sims.BOX_SIZE)
+    banded = sims.exact._banded_log_likelihood(map_[None], axes, sims.BOX_SIZE)
     full = sims.log_likelihood(map_[None], axes[0][:, None], axes[1][None, :])[0]
     finite = np.isfinite(banded)
     assert 0 < finite.mean() < 1  # it skipped some cells

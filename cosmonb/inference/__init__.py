@@ -1,8 +1,8 @@
 """From simulations and trained models to posteriors, and how to judge them.
 
-* :mod:`~cosmonb.inference.posteriors` -- the :class:`Posterior` interface, :class:`GridPosterior`
+* :mod:`cosmonb.posteriors` (re-exported here) -- the :class:`Posterior` interface, :class:`GridPosterior`
   and :class:`SamplePosterior`;
-* :mod:`~cosmonb.inference.exact` -- exact posteriors of the built-in simulators;
+* :mod:`cosmonb.sims.exact` (re-exported here) -- exact posteriors of the built-in simulators;
 * :mod:`~cosmonb.inference.abc` -- rejection ABC and the box prior;
 * :mod:`~cosmonb.inference.delfi` -- DELFI (sequential neural likelihood estimation);
 * :mod:`~cosmonb.inference.compare` -- an approximate posterior against the exact one;
@@ -22,8 +22,8 @@ from .abc import ABCResult, BoxPrior, abc_rejection, fisher_distance
 from .compare import compare_to_exact, sample_grid_posterior, sample_moments
 from .delfi import Delfi
 from .diagnostics import credible_masses, hpd_coverage, sbc_ranks, sbc_uniformity, tarp
-from .exact import MAX_ZOOM_POINTS, exact_posterior, marginal_posterior, power_law_posterior
-from .posteriors import GaussianPosterior, GridPosterior, Posterior, PosteriorGridWarning, SamplePosterior, check_grid
+from ..sims.exact import MAX_ZOOM_POINTS, exact_posterior, marginal_posterior, power_law_posterior
+from ..posteriors import GaussianPosterior, GridPosterior, Posterior, PosteriorGridWarning, SamplePosterior, check_grid
 
 __all__ = ["Posterior", "GridPosterior", "SamplePosterior", "GaussianPosterior", "PosteriorGridWarning", "check_grid", "exact_posterior",
            "marginal_posterior", "power_law_posterior", "MAX_ZOOM_POINTS", "BoxPrior", "ABCResult",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import as_finite_array, check_ndim
-from .posteriors import GridPosterior
+from ..posteriors import GridPosterior
 
 __all__ = ["sample_grid_posterior", "sample_moments", "compare_to_exact"]
 

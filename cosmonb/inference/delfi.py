@@ -20,7 +20,7 @@ from ..runtime import check_seed
 from ..train import fit
 from .abc import BoxPrior
 from .compare import sample_grid_posterior
-from .posteriors import GridPosterior
+from ..posteriors import GridPosterior
 
 __all__ = ["Delfi"]
 

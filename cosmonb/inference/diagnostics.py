@@ -1,7 +1,7 @@
 r"""Is a posterior calibrated? HPD coverage, simulation-based calibration ranks, and TARP.
 
 Each diagnostic takes a set of (posterior, truth) pairs: truths drawn from the prior,
-data simulated at each truth, one :class:`~cosmonb.inference.posteriors.Posterior` per data set.
+data simulated at each truth, one :class:`~cosmonb.posteriors.Posterior` per data set.
 
 * **HPD coverage** (:func:`hpd_coverage`): the fraction of truths inside the c-credible
   highest-density region should be c, within the binomial error ``sqrt(c (1 - c) / N)``.
@@ -35,7 +35,7 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 from .._checks import as_finite_array, check_size
-from .posteriors import GaussianPosterior, Posterior  # noqa: F401  (GaussianPosterior: the doctest)
+from ..posteriors import GaussianPosterior, Posterior  # noqa: F401  (GaussianPosterior: the doctest)
 
 __all__ = ["credible_masses", "hpd_coverage", "sbc_ranks", "sbc_uniformity", "tarp"]
 

@@ -8,7 +8,7 @@
 
 The public names of ``fields`` and ``simulators`` are re-exported here, so
 ``from cosmonb import sims; sims.simulate(...)`` works. Posteriors built on these
-likelihoods live in :mod:`cosmonb.inference.exact`: ``sims`` never imports ``inference``.
+likelihoods live in :mod:`cosmonb.sims.exact`: ``sims`` never imports ``inference``.
 
 Example:
     >>> from cosmonb import sims
@@ -28,5 +28,7 @@ from .fields import (CHANNEL_MEAN, CHANNELS, FB_EXP, K_L, MAX_SIMULATE_BYTES, MI
                      posterior_samples, projected_power, sample_prior, simulate, small_scale_power, square_maps,
                      white_noise)
 from .simulators import LogNormalSimulator, PowerLawSimulator, make_simulator
+from . import exact
+from .exact import MAX_ZOOM_POINTS, exact_posterior, marginal_posterior, power_law_posterior
 
 __all__ = [name for name in dir() if not name.startswith("_")]

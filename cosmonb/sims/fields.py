@@ -62,7 +62,7 @@ the channels is ``S_k w w^T + diag(noise)`` (:func:`channel_spectra`), so
                          parts, Hermitian pairs counted once) - sum_x sum_c y_c(x),
 
 exact for any subset of channels (:func:`multifield_log_likelihood`; the last term is the
-Jacobian of the logs). :func:`cosmonb.inference.exact.marginal_posterior` samples it with emcee to marginalise
+Jacobian of the logs). :func:`cosmonb.sims.exact.marginal_posterior` samples it with emcee to marginalise
 the four astrophysical parameters over their log-uniform CAMELS prior, and
 :func:`information_ceiling` turns those posteriors into the best R^2 any estimator can
 reach on a set of maps.
@@ -72,7 +72,7 @@ For one dark-matter map the likelihood is the C = 1 case,
     ln p(map | theta) = -1/2 sum_k |Y_k - n^2 mu delta_k0|^2 / (n^2 S_k)
                         -1/2 sum_k ln S_k - (n^2/2) ln 2 pi - sum_x y_x,
 
-(:func:`log_likelihood`, :func:`cosmonb.inference.exact.exact_posterior`, :func:`fisher_matrix`).
+(:func:`log_likelihood`, :func:`cosmonb.sims.exact.exact_posterior`, :func:`fisher_matrix`).
 
 What it is not: a simulation. Parameters are calibrated to published orderings and
 qualitative responses, not fitted to CAMELS spectra; no non-Gaussian statistics (peaks,

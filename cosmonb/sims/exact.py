@@ -1,8 +1,8 @@
 """Exact posteriors of the built-in simulators, as posterior objects.
 
 The simulators (:mod:`cosmonb.sims`) know their likelihoods exactly; this module turns
-them into :class:`~cosmonb.inference.posteriors.GridPosterior` (a grid over two parameters,
-flat prior) or :class:`~cosmonb.inference.posteriors.SamplePosterior` (emcee samples with
+them into :class:`~cosmonb.posteriors.GridPosterior` (a grid over two parameters,
+flat prior) or :class:`~cosmonb.posteriors.SamplePosterior` (emcee samples with
 the four astrophysical parameters marginalised). It lives in ``inference`` rather than
 ``sims`` so that data flow one way: ``sims`` never imports ``inference``.
 
@@ -18,9 +18,9 @@ import numpy as np
 
 from .._checks import as_finite_array, check_ndim, check_size
 from ..constants import BOX_SIZE, FIELDS, OMEGA_M_RANGE, SIGMA_8_RANGE
-from ..sims.fields import check_range, fisher_matrix, log_likelihood, posterior_samples
-from ..sims.simulators import power_law_log_likelihood
-from .posteriors import GridPosterior, SamplePosterior
+from .fields import check_range, fisher_matrix, log_likelihood, posterior_samples
+from .simulators import power_law_log_likelihood
+from ..posteriors import GridPosterior, SamplePosterior
 
 __all__ = ["exact_posterior", "marginal_posterior", "power_law_posterior", "MAX_ZOOM_POINTS"]
 
@@ -32,7 +32,7 @@ def exact_posterior(map_, n_grid=100, omega_m_range=OMEGA_M_RANGE,
                     sigma_8_range=SIGMA_8_RANGE, box_size=BOX_SIZE, zoom=True):
     """Exact posterior of (Omega_m, sigma_8) for one Mcdm map on a grid, flat prior.
 
-    Returns a :class:`~cosmonb.inference.posteriors.GridPosterior` (means, standard deviations,
+    Returns a :class:`~cosmonb.posteriors.GridPosterior` (means, standard deviations,
     correlation, 68% / 95% regions). ``n_grid`` >= 3; each range a pair (low, high)
     with low < high.
 
@@ -129,7 +129,7 @@ def marginal_posterior(maps, fields=FIELDS, n_walkers=32, n_steps=1000, burn=300
     ``FIELDS``). The four astrophysical parameters are marginalised over their CAMELS prior
     (log-uniform) by sampling the exact six-parameter posterior with emcee
     (:func:`posterior_samples`) and keeping (Omega_m, sigma_8). Returns a
-    :class:`~cosmonb.inference.posteriors.SamplePosterior` (``mean``, ``std``, ``interval``,
+    :class:`~cosmonb.posteriors.SamplePosterior` (``mean``, ``std``, ``interval``,
     ``credible_mass``); ``info["samples_all"]`` holds all six parameters.
 
     Precision: with the defaults (32 walkers x 700 kept steps, autocorrelation times of

@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from .._checks import as_finite_array, check_ndim, check_size
+from ._checks import as_finite_array, check_ndim, check_size
 
 __all__ = ["Posterior", "GridPosterior", "SamplePosterior", "GaussianPosterior", "PosteriorGridWarning",
            "check_grid"]
