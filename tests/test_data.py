@@ -588,3 +588,28 @@ def test_snapshot_path_finds_z0_under_the_2024_number_and_the_old_one(tmp_path):
     assert data.snapshot_path(tmp_path, 90).name == "groups_090.hdf5"
     assert data.snapshot_path(tmp_path, 33).name == "groups_090.hdf5"
     assert data.SNAPSHOT_REDSHIFTS[90] == 0.0
+
+
+def test_cmd_dataset_roll_is_a_periodic_shift_of_the_same_map():
+    rng = np.random.default_rng(0)
+    maps = rng.lognormal(size=(15, 1, 8, 8)).astype(np.float32)
+    plain = CMDDataset(maps, np.ones((15, 6)))
+    rolled = CMDDataset.like(plain, maps, np.ones((15, 6)), roll=True, seed=3)
+    x, y = plain[2][0].numpy(), rolled[2][0].numpy()
+    shifts = [(a, b) for a in range(8) for b in range(8) if np.array_equal(np.roll(x, (a, b), (-2, -1)), y)]
+    assert len(shifts) == 1
+    assert any(not np.array_equal(plain[i][0].numpy(), rolled[i][0].numpy()) for i in range(15))
+
+
+def test_map_sets_split_by_simulation_and_scale_parameters_over_the_prior():
+    from cosmonb.recipes.maps import map_sets
+
+    sets = map_sets(("Mcdm", "HI"), n_pix=8, n_sims=10, maps_per_sim=3, n_params=2, fractions=(0.6, 0.2, 0.2))
+    sim = {k: set((v // 3).tolist()) for k, v in sets.splits.items()}
+    assert not (sim["train"] & sim["val"]) and not (sim["train"] & sim["test"]) and not (sim["val"] & sim["test"])
+    x, u = sets.train[0]
+    assert tuple(x.shape) == (2, 8, 8) and tuple(u.shape) == (2,)
+    j = sets.splits["train"][0]
+    np.testing.assert_allclose(u.numpy(), (sets.params[j, :2] - [0.1, 0.6]) / [0.4, 0.4], atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        map_sets("HI", n_pix=8, n_sims=2, data_root="/nonexistent/camels")

@@ -972,7 +972,9 @@ class CMDDataset(Dataset):
     store in a checkpoint; pass it to the validation / test sets, or use
     :meth:`like`. ``augment=True`` applies one of the 8 symmetries of the square
     (rotations by 90 degrees and flips), drawn from a generator seeded with
-    ``seed`` (and the DataLoader worker's seed inside workers). For DataLoader
+    ``seed`` (and the DataLoader worker's seed inside workers); ``roll=True``
+    also shifts the map periodically by a random (dy, dx), which the periodic
+    simulation box allows. For DataLoader
     workers started with "spawn" (macOS, Windows) pass the lazy ``CMDMaps``,
     which pickles by file name, rather than a raw ``np.memmap``.
 
@@ -991,7 +993,8 @@ class CMDDataset(Dataset):
     def __init__(self, maps, params, indices=None, *, log10: bool = True,
                  log10_offset: float = 0.0, standardise: bool = True,
                  param_norm: str | None = "minmax", param_range=None,
-                 normaliser: dict | None = None, augment: bool = False, seed: int = 0):
+                 normaliser: dict | None = None, augment: bool = False, roll: bool = False,
+                 seed: int = 0):
         shape = getattr(maps, "shape", None)
         if shape is None:
             maps = np.asarray(maps)
@@ -1027,13 +1030,14 @@ class CMDDataset(Dataset):
                                  f"parameters, params have {params.shape[1]}")
         self.normaliser = normaliser
         self.augment = bool(augment)
+        self.roll = bool(roll)
         self.seed = seed
         self._rng = None
         self._rng_key = None
 
     @classmethod
     def like(cls, other: "CMDDataset", maps, params, indices=None, *,
-             augment: bool = False, seed: int = 0) -> "CMDDataset":
+             augment: bool = False, roll: bool = False, seed: int = 0) -> "CMDDataset":
         """A dataset on other maps with ``other``'s normaliser (validation / test sets).
 
         Example:
@@ -1042,7 +1046,7 @@ class CMDDataset(Dataset):
             >>> CMDDataset.like(train, maps, np.ones((15, 6)), np.arange(10, 15)).normaliser == train.normaliser
             True
         """
-        return cls(maps, params, indices, normaliser=other.normaliser, augment=augment, seed=seed)
+        return cls(maps, params, indices, normaliser=other.normaliser, augment=augment, roll=roll, seed=seed)
 
     def __len__(self):
         return len(self.indices)
@@ -1063,6 +1067,9 @@ class CMDDataset(Dataset):
             raise ValueError(f"maps[{j}]: {err}") from err
         if self.augment:
             x = _dihedral(x, int(self._generator().integers(8)))
+        if self.roll:
+            shift = self._generator().integers(0, x.shape[-2:])
+            x = np.roll(x, (int(shift[0]), int(shift[1])), axis=(-2, -1))
         theta = normalise_params(self.params[j], self.normaliser)
         return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
                 torch.from_numpy(np.asarray(theta, dtype=np.float32)))

@@ -1,0 +1,109 @@
+"""The map data of the generative notebooks (03 HIGlow, 04 VDVAE, 05 DDPM), built-in or real CAMELS.
+
+:func:`map_sets` gives one LH set of 2D maps split by simulation into training,
+validation and test :class:`~cosmonb.data.CMDDataset` objects. Every item is
+``(x, theta)``: ``x = (log10(map) - mean_c) / std_c`` per channel ``c``
+(statistics of the training set), ``theta`` the first ``n_params`` CAMELS
+parameters scaled to [0, 1] over the LH prior,
+
+    u_i = (theta_i - low_i) / (high_i - low_i).
+
+* Built-in (default): ``sims.lh_set`` + ``sims.simulate`` (a Latin hypercube of
+  ``n_sims`` simulations with ``maps_per_sim`` maps each, exactly as CMD
+  numbers them: map i belongs to simulation i // maps_per_sim).
+* Real CAMELS: ``data_root`` (or ``$DATA_ROOT``) holding CMD's
+  ``Maps_{field}_{suite}_LH_z=0.00.npy`` and ``params_LH_{suite}.txt``, read with
+  :func:`cosmonb.data.load_cmd` and block-averaged to ``n_pix``.
+
+Example:
+    >>> sets = map_sets(("HI",), n_pix=16, n_sims=10, maps_per_sim=2)
+    >>> x, u = sets.train[0]
+    >>> tuple(x.shape), tuple(u.shape), sets.source
+    ((1, 16, 16), (2,), 'built-in simulator (cosmonb.sims), 10 simulations x 2 maps')
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import data, sims
+from .._checks import check_int
+from ..constants import PRIOR_HIGH, PRIOR_LOW
+
+__all__ = ["MapSets", "map_sets", "resolve_data_root"]
+
+
+@dataclass
+class MapSets:
+    """Training, validation and test sets of one map collection (see :func:`map_sets`).
+
+    ``maps`` (N, C, H, W) in physical units and ``params`` (N, 6) are the whole
+    collection; ``splits`` maps "train"/"val"/"test" to map indices;
+    ``normaliser`` is the training set's (store it in a checkpoint).
+    """
+
+    train: data.CMDDataset
+    val: data.CMDDataset
+    test: data.CMDDataset
+    maps: np.ndarray
+    params: np.ndarray
+    splits: dict
+    fields: tuple
+    source: str
+
+    @property
+    def normaliser(self) -> dict:
+        return self.train.normaliser
+
+
+def resolve_data_root(data_root=None):
+    """``data_root``, else ``$DATA_ROOT``, else None (the built-in simulator); a missing folder raises."""
+    root = data_root if data_root is not None else (os.environ.get("DATA_ROOT", "").strip() or None)
+    if root is None:
+        return None
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root {root} is not a folder (from "
+                                f"{'data_root' if data_root is not None else 'DATA_ROOT'}); unset it to use "
+                                f"the built-in simulator")
+    return root
+
+
+def map_sets(fields, n_pix: int = 64, *, n_sims: int = 1000, maps_per_sim: int = 15, n_params: int = 2,
+             data_root=None, suite: str = "IllustrisTNG", fractions=(0.8, 0.1, 0.1), seed: int = 0,
+             augment: bool = True, roll: bool = False, progress: bool = False) -> MapSets:
+    """Split LH maps of ``fields`` by simulation into normalised training / validation / test sets.
+
+    ``augment`` (the 8 symmetries of the square) and ``roll`` (random periodic
+    shifts) apply to the training set only. ``n_params`` keeps the first
+    parameters as the condition (2: Omega_m and sigma_8; 6: all of them).
+    """
+    fields = (fields,) if isinstance(fields, str) else tuple(fields)
+    n_sims = check_int(n_sims, "n_sims", 1)
+    maps_per_sim = check_int(maps_per_sim, "maps_per_sim", 1)
+    n_params = check_int(n_params, "n_params", 1)
+    if n_params > 6:
+        raise ValueError(f"n_params: CAMELS has 6 parameters, got {n_params}")
+    root = resolve_data_root(data_root)
+    if root is None:
+        params, _ = sims.lh_set(n_sims, maps_per_sim, seed=seed)
+        maps = sims.simulate(params, fields, n_pix=n_pix, seed=seed, progress=progress)
+        source = f"built-in simulator (cosmonb.sims), {n_sims} simulations x {maps_per_sim} maps"
+    else:
+        if maps_per_sim != 15:
+            raise ValueError(f"maps_per_sim: CMD files hold 15 maps per simulation, got {maps_per_sim}")
+        maps, params = data.load_cmd(root, list(fields), suite=suite, set="LH", n_pix=n_pix,
+                                     sims=np.arange(n_sims), progress=progress)
+        source = f"CMD files in {root} ({suite} LH, {n_sims} simulations)"
+    train_idx, val_idx, test_idx = data.split_by_simulation(len(maps), fractions, seed=seed,
+                                                            maps_per_sim=maps_per_sim)
+    cond = np.ascontiguousarray(params[:, :n_params])
+    prior = (PRIOR_LOW[:n_params], PRIOR_HIGH[:n_params])
+    train = data.CMDDataset(maps, cond, train_idx, param_range=prior, augment=augment, roll=roll, seed=seed)
+    val = data.CMDDataset.like(train, maps, cond, val_idx)
+    test = data.CMDDataset.like(train, maps, cond, test_idx)
+    return MapSets(train, val, test, maps, params, {"train": train_idx, "val": val_idx, "test": test_idx},
+                   fields, source)
