@@ -127,7 +127,7 @@ def test_lazy_is_memory_mapped(cmd_root):
 
 def test_block_average_equals_reshape_mean(cmd_root, monkeypatch):
     root, fields = cmd_root
-    monkeypatch.setattr(data.core, "_CHUNK_BYTES", 5 * NPIX * NPIX * 4)  # force several chunks
+    monkeypatch.setattr(data.files, "CHUNK_BYTES", 5 * NPIX * NPIX * 4)  # force several chunks
     maps, _ = load_cmd(root, "HI", n_pix=8)
     direct = fields["HI"].astype(np.float64).reshape(45, 8, 4, 8, 4).mean(axis=(2, 4))
     assert maps.shape == (45, 1, 8, 8)
@@ -449,7 +449,7 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
     fname = tmp_path / "set.h5"
     save_cache(fname, np.zeros((2, 1, 4, 4)), np.zeros((2, 6)), {"seed": 0})
     before = fname.read_bytes()
-    monkeypatch.setattr(data.core, "_CHUNK_BYTES", 2 * 16 * 4)
+    monkeypatch.setattr(data.files, "CHUNK_BYTES", 2 * 16 * 4)
     with pytest.raises(RuntimeError, match="simulated crash"):
         save_cache(fname, _FailingMaps(), np.zeros((10, 6)), {"seed": 1})
     assert fname.read_bytes() == before and os.listdir(tmp_path) == ["set.h5"]
