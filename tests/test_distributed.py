@@ -115,3 +115,18 @@ def test_ddp_two_processes_match_one_process_and_resume(tmp_path):
     result = one.fit(data)
     assert result["resumed_at"] == [3] and result["world_size"] == 1
     _assert_same(one.model.state_dict(), single.model.state_dict(), atol=1e-5)
+
+
+def test_setup_refuses_more_processes_than_gpus(monkeypatch):
+    """nccl cannot share one GPU between two processes: a clear error instead of a hang in nccl."""
+    from cosmonb.train import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.delenv("COSMONB_DEVICE", raising=False)
+    with pytest.raises(ValueError, match="nproc_per_node=1"):
+        distributed.setup("cuda")
+    monkeypatch.setenv("COSMONB_DEVICE", "cpu")
+    assert distributed.setup(None) == torch.device("cpu")  # not launched: no process group is joined

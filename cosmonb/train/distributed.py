@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .. import runtime
+
 __all__ = ["is_launched", "setup", "cleanup", "is_initialized", "rank", "world_size", "is_main", "barrier",
            "all_reduce_sum", "all_gather_object", "broadcast_object", "LossModule", "unwrap"]
 
@@ -41,14 +43,21 @@ def is_initialized() -> bool:
 def setup(device=None) -> torch.device:
     """Join the process group if launched by torchrun; returns this process's device.
 
-    ``device`` None: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU.
-    The backend is nccl for CUDA and gloo otherwise.
+    ``device`` None: ``COSMONB_DEVICE`` if set, else ``cuda:LOCAL_RANK`` when CUDA is
+    available, else the CPU. The backend is nccl for CUDA and gloo otherwise. nccl
+    needs one GPU per process: more local processes than GPUs raise ``ValueError``
+    (say ``COSMONB_DEVICE=cpu`` to run them on the CPU with gloo).
     """
     local = int(os.environ.get("LOCAL_RANK", 0))
-    if device is None:
-        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(device)
+    device = runtime.select_device(device, "device")  # None: COSMONB_DEVICE, else cuda, mps or cpu
+    if device.type == "mps":  # no process-group backend for mps: the processes run on the CPU (gloo)
+        device = torch.device("cpu")
     if device.type == "cuda" and device.index is None:
+        n_gpus, n_local = torch.cuda.device_count(), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        if n_local > n_gpus:  # nccl cannot run two processes on one GPU
+            raise ValueError(f"torchrun started {n_local} processes on this machine but it has {n_gpus} GPU(s): "
+                             f"use --nproc_per_node={n_gpus} (one process per GPU), or COSMONB_DEVICE=cpu for "
+                             "CPU processes (gloo)")
         device = torch.device(f"cuda:{local}")
     if is_launched() and not is_initialized():
         if device.type == "cuda":
