@@ -2,8 +2,10 @@
 
     python bench/flows.py                  # score the shipped flows on fresh held-out catalogs,
                                            # then time the notebook in quick mode
-    python bench/flows.py --train          # retrain the three presets first (minutes on a CPU)
-    python bench/flows.py --train --save   # ... and ship them as cosmonb/pretrained/flows_*.pt
+    python bench/flows.py --networks DIR   # score flows trained by `python -m cosmonb train flow --out DIR`
+
+It trains nothing: ``python -m cosmonb train flow --preset cpu --out DIR`` makes the flows
+(:mod:`cosmonb.recipes.flows`).
 
 Targets (issue 4): ``nll_gap_1d`` and ``nll_gap_2d`` <= 0.02 nats per galaxy (held-out
 negative log-likelihood of the flow minus that of the true density),
@@ -37,7 +39,7 @@ import cosmonb  # noqa: E402
 from cosmonb.sims import catalogs as C  # noqa: E402
 from cosmonb import runtime  # noqa: E402
 from cosmonb.models import flows as F  # noqa: E402
-from cosmonb.recipes.flows import fit_flow, load_flow, save_flow  # noqa: E402
+from cosmonb.recipes.flows import load_flow  # noqa: E402
 
 TARGETS = {"nll_gap_1d": 0.02, "nll_gap_2d": 0.02, "outlier_recall_at_5pct_fpr": 0.9,
            "notebook_quick_seconds": 60.0}
@@ -45,7 +47,6 @@ N_ASN1 = 60
 ASN1_SPLIT = C.FEEDBACK_SPLIT
 OUTLIER_FRACTION = 0.05
 OUTLIER_SHIFT = (0.5, 1.0)
-COMMAND = "python bench/flows.py --train --save"
 
 
 def make_data(root: Path, seed: int, n_cv: int = 27, n_asn1: int = N_ASN1):
@@ -87,15 +88,6 @@ def gap_stats(nll_model, nll_true):
             "nll_model": float(nll_model.mean()), "nll_true": float(nll_true.mean()), "n": int(len(d))}
 
 
-def train_preset(name, x, c, x_val, c_val, seed=0, progress=False):
-    preset = F.PRESETS[name]
-    runtime.seed_everything(seed)
-    model = F.DensityFlow(**preset["model"])
-    t0 = time.perf_counter()
-    hist = fit_flow(model, x, c, x_val, c_val, seed=seed, progress=progress, **preset["train"])
-    return model, hist, time.perf_counter() - t0
-
-
 def outlier_scores(flow, mix, gal, seed):
     x, y = gal["log_mtot"], gal["log_mstar"]
     n_out = int(round(OUTLIER_FRACTION * len(x)))
@@ -124,21 +116,17 @@ def run_notebook(timeout=900):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", action="store_true", help="retrain the presets instead of loading them")
-    ap.add_argument("--save", action="store_true", help="with --train: write cosmonb/pretrained/flows_*.pt")
+    ap.add_argument("--networks", default=None,
+                    help="folder of flows trained by `python -m cosmonb train flow --out DIR` (default: the shipped ones)")
     ap.add_argument("--no-notebook", action="store_true", help="skip timing the notebook in quick mode")
-    ap.add_argument("--progress", action="store_true", help="show training progress bars")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: these small flows train fastest single-threaded)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "flows.json"))
     args = ap.parse_args(argv)
-    if args.save and not args.train:
-        ap.error("--save needs --train")
     t_start = time.perf_counter()
     torch.set_num_threads(max(1, args.threads))
     cosmonb.seed_everything(0)
     result = {"machine": {**_machine.machine(), "device": str(cosmonb.device())},
-              "mode": "trained now" if args.train else "shipped checkpoints",
+              "networks": args.networks or "shipped (cosmonb/pretrained)",
               "targets": TARGETS, "outlier_definition":
                   f"{OUTLIER_FRACTION:.0%} of the galaxies get log10 M_star moved by +-U{OUTLIER_SHIFT} dex; "
                   "flagged by the flow's conditional ln q(M_star | M_total) below the 5% quantile of "
@@ -157,23 +145,11 @@ def main(argv=None):
                       "fresh_asn1_galaxies": int(len(asn1_new["sim"]))}
     mix = cv_truth()
 
-    inputs = {
-        "flows_1d": (split["train"]["log_mstar"][:, None], None, split["val"]["log_mstar"][:, None], None),
-        "flows_2d": (xy(split["train"]), None, xy(split["val"]), None),
-        "flows_cond": (xy(asplit["train"]), context(asplit["train"]), xy(asplit["val"]), context(asplit["val"])),
-    }
     models, train_info = {}, {}
-    for name, (x, c, xv, cv_) in inputs.items():
-        if args.train:
-            print(f"== training {name} on {len(x)} galaxies", flush=True)
-            model, hist, sec = train_preset(name, x, c, xv, cv_, progress=args.progress)
-            train_info[name] = {"seconds": sec, "epochs": hist.epochs, "final_val_nll": hist.val_loss[-1],
-                                "history": {"train_loss": hist.train_loss, "val_loss": hist.val_loss}}
-            print(f"   {sec:.0f} s, val NLL {hist.val_loss[-1]:.4f}", flush=True)
-        else:
-            model, ckpt = load_flow(name)
-            train_info[name] = {"seconds": ckpt["metadata"]["seconds"],
-                                "hardware": ckpt["metadata"]["hardware"], "date": ckpt["metadata"]["date"]}
+    for name in ("flows_1d", "flows_2d", "flows_cond"):
+        model, ckpt = load_flow(name, args.networks)
+        train_info[name] = {"seconds": ckpt["metadata"]["seconds"], "command": ckpt["metadata"].get("command"),
+                            "hardware": ckpt["metadata"]["hardware"], "date": ckpt["metadata"]["date"]}
         models[name] = model
 
     # ---- scores: NLL gaps against the exact densities
@@ -200,23 +176,6 @@ def main(argv=None):
     result["outlier_recall_at_5pct_fpr"] = fresh["outliers"]["recall_flow_conditional"]
     result["outlier_recall_joint_likelihood"] = fresh["outliers"]["recall_flow_joint"]
     result["outlier_recall_true_density"] = fresh["outliers"]["recall_true_conditional"]
-
-    if args.save:
-        for name, key in (("flows_1d", "1d"), ("flows_2d", "2d"), ("flows_cond", "cond")):
-            info = train_info[name]
-            metrics = {"nll_gap_test": scores["test"][key]["gap"],
-                       "nll_gap_test_stderr": scores["test"][key]["stderr"],
-                       "nll_gap_fresh": fresh[key]["gap"], "nll_model_test": scores["test"][key]["nll_model"],
-                       "nll_true_test": scores["test"][key]["nll_true"], "epochs": info["epochs"],
-                       "train_loss": info["history"]["train_loss"], "val_loss": info["history"]["val_loss"]}
-            if name == "flows_2d":
-                metrics["outlier_recall_at_5pct_fpr"] = result["outlier_recall_at_5pct_fpr"]
-            path = save_flow(name, models[name], metrics, COMMAND, info["seconds"],
-                               extra_config={"train": F.PRESETS[name]["train"],
-                                             "data": "catalogs.write_cv_catalogs(27, seed=0), CV_SPLIT"
-                                             if name != "flows_cond" else
-                                             f"catalogs.feedback_set({N_ASN1}, 'A_SN1', seed=0), snapshot 33"})
-            print(f"   saved {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
     if not args.no_notebook:
         sec, records = run_notebook()

@@ -1,16 +1,15 @@
 """Benchmark of notebook 01: IMNN Fisher saturation, ABC and DELFI against exact posteriors.
 
-Trains the full preset of the three IMNNs of notebook 01 on the CPU (a Gaussian-field
-network, a lognormal-field network at (0.3, 0.8), and its refit at the score estimate
-of the observed map), measures their Fisher saturation on large independent test
-sets, runs ABC and DELFI on the notebook's observed maps, compares them with the
-exact posteriors, and writes ``bench/results/imnn.json``.
+Measures the three IMNNs of notebook 01 (a Gaussian-field network, a lognormal-field
+network at (0.3, 0.8), and its refit at the score estimate of the observed map): their
+Fisher saturation on large independent test sets, then ABC and DELFI on the observed
+maps against the exact posteriors; writes ``bench/results/imnn.json``. It trains nothing:
+``python -m cosmonb train imnn --preset cpu --out DIR`` makes the networks
+(:mod:`cosmonb.recipes.imnn`), and ``--out cosmonb/pretrained`` ships them.
 
-    python bench/imnn.py                 # train the full preset and benchmark it (make bench)
-    python bench/imnn.py --save          # ... and ship the networks to cosmonb/pretrained/
-    python bench/imnn.py --polish --save # continue the shipped networks (larger sets, smaller step), ship
-    python bench/imnn.py --pretrained    # benchmark the shipped networks (no training)
-    python bench/imnn.py --quick         # smoke test of this script (tiny networks, no saving)
+    python bench/imnn.py                    # the shipped networks (make bench)
+    python bench/imnn.py --networks DIR     # networks trained into DIR by `python -m cosmonb train imnn`
+    python bench/imnn.py --quick            # smoke test of this script (small test sets, nothing written)
 
 Saturation = det F_IMNN / det F_exact at the fiducial point, on N_TEST_SIMS fresh
 simulations. The headline is the *paired* estimate det F_IMNN / det F_score, where
@@ -40,45 +39,31 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import cosmonb  # noqa: E402
 from _machine import write_results  # noqa: E402
-from cosmonb import fisher, inference, sims  # noqa: E402
+from cosmonb import inference, sims  # noqa: E402
 from cosmonb.inference import BoxPrior, Delfi, abc_rejection, compare_to_exact  # noqa: E402
 from cosmonb.models import imnn  # noqa: E402
-from cosmonb.recipes.imnn import PRESETS, load_imnn, save_imnn, train_preset, train_recipe  # noqa: E402
+from cosmonb.recipes.imnn import PRESETS, REFIT_TARGET, load_imnn, refit_fiducial  # noqa: E402
 from cosmonb.sims import make_simulator  # noqa: E402
 
 # the notebook's defaults (parameters cell)
 SEED = 0
 THETA_TARGET_GRF = np.array([0.8, 0.65])
-THETA_TARGET_LN = np.array([0.35, 0.75])
-TARGET_SEED = 777
+THETA_TARGET_LN = np.array(REFIT_TARGET["theta"])  # the refit network was refitted for this map
+TARGET_SEED = REFIT_TARGET["seed"]
 N_TEST_SIMS = 40000  # fiducial simulations for F_IMNN (and N_TEST_SIMS // 4 derivative pairs per parameter)
 N_ABC, ABC_EPSILON = 20000, 0.5
 DELFI_ROUNDS, DELFI_SIMS_PER_ROUND, DELFI_EPOCHS = 4, 500, 300
 N_GRID = 120
-COMMAND = "python bench/imnn.py --save"
 
 
-def network(name, preset, args, stage=None, **train_kw):
-    """The network ``name``: shipped (``--pretrained``), shipped then polished (``--polish``), or trained
-    now (``cosmonb.recipes.imnn.train_recipe``; or one ``stage`` of the preset, e.g. the refit). ``--save`` ships what
-    was trained. Returns ``(compressor, train_seconds)``, the seconds of every stage that made it."""
-    if args.pretrained or (args.polish and stage is None):
-        comp, ckpt = load_imnn(name)
-        earlier = ckpt["metadata"]["metrics"]
-        if args.pretrained:
-            return comp, earlier["train_seconds"]
-        comp, metrics = train_recipe(preset, seed=SEED, resume=(comp.model, earlier))
-    elif stage is None:
-        comp, metrics = train_recipe(preset, quick=args.quick, seed=SEED)
-    else:
-        comp, _, metrics = train_preset(preset, stage, **train_kw)
-    if args.save:
-        sim = make_simulator(PRESETS[preset]["simulator"])
-        save_imnn(name, comp.model, comp.stats, simulator_config=sim.config(),
-                       delta=np.array(PRESETS[preset]["delta"]), metrics=metrics,
-                       command=COMMAND + (", then python bench/imnn.py --polish --save" if args.polish else ""),
-                       seconds=metrics["train_seconds"])
-    return comp, metrics["train_seconds"]
+def network(name, directory):
+    """The network ``name`` from ``directory`` (None: the shipped ones) -> ``(compressor, train_seconds)``.
+
+    This script only measures: ``python -m cosmonb train imnn --preset cpu --out DIR`` trains the three
+    networks (``cosmonb.recipes.imnn``), ``--networks DIR`` measures them.
+    """
+    comp, ckpt = load_imnn(name, directory)
+    return comp, ckpt["metadata"]["metrics"]["train_seconds"]
 
 
 def saturation(model, sim, theta, delta, seed):
@@ -117,36 +102,21 @@ def infer(comp, sim, prior, target, exact, seed, names, with_abc):
     return out
 
 
-def _part_args(args, part):
-    """The arguments for one part: with ``--only`` another part, its shipped networks."""
-    if args.only in (None, part):
-        return args
-    return argparse.Namespace(**{**vars(args), "pretrained": True, "polish": False, "save": False})
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--save", action="store_true", help="ship the trained networks with save_pretrained")
-    parser.add_argument("--pretrained", action="store_true", help="benchmark the shipped networks, no training")
-    parser.add_argument("--polish", action="store_true",
-                        help="continue the shipped networks with the 'polish' preset (and refit anew)")
-    parser.add_argument("--quick", action="store_true", help="tiny networks and sizes: a smoke test")
-    parser.add_argument("--only", choices=["grf", "lognormal"],
-                        help="train (and ship, with --save) only this part; the other loads its shipped networks")
+    parser.add_argument("--networks", default=None,
+                        help="folder of networks trained by `python -m cosmonb train imnn --out DIR` "
+                             "(default: the shipped cosmonb/pretrained/)")
+    parser.add_argument("--quick", action="store_true", help="small test sets and sizes: a smoke test, nothing written")
     args = parser.parse_args(argv)
-    if args.quick and (args.save or args.pretrained or args.polish):
-        parser.error("--quick trains tiny networks: not for shipping, and not with --pretrained / --polish")
-    if args.pretrained and args.polish:
-        parser.error("--pretrained measures the shipped networks; --polish trains them further: pick one")
     global N_TEST_SIMS, N_ABC, DELFI_ROUNDS, DELFI_SIMS_PER_ROUND, DELFI_EPOCHS, N_GRID
     if args.quick:
         N_TEST_SIMS, N_ABC, DELFI_ROUNDS, DELFI_SIMS_PER_ROUND, DELFI_EPOCHS, N_GRID = 2000, 4000, 2, 250, 120, 80
-    stage = "quick" if args.quick else "full"
     cosmonb.seed_everything(SEED)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     t_all = time.perf_counter()
     out = {"command": " ".join(["python", "bench/imnn.py"] + (sys.argv[1:] if argv is None else argv)),
-           "stage": stage, "test_sims": {"fiducial": N_TEST_SIMS, "derivative_pairs_per_param": N_TEST_SIMS // 4},
+           "networks": args.networks or "shipped (cosmonb/pretrained)", "test_sims": {"fiducial": N_TEST_SIMS, "derivative_pairs_per_param": N_TEST_SIMS // 4},
            "sizes": {}}
     train_seconds = {}  # per network, all its stages
 
@@ -155,9 +125,9 @@ def main(argv=None):
     sim = make_simulator(pre["simulator"])
     theta_fid, delta, prior = np.array(pre["theta_fid"]), np.array(pre["delta"]), BoxPrior(**pre["prior"])
     out["sizes"]["grf"] = {k: pre[k] for k in ("simulator", "theta_fid", "delta", "prior", "model")}
-    out["sizes"]["grf"].update(train=pre[stage], polish=pre["polish"])
+    out["sizes"]["grf"].update(train=pre["full"], polish=pre["polish"])
     print("[grf]", flush=True)
-    comp, train_seconds["grf"] = network("imnn_grf", "grf", _part_args(args, "grf"))
+    comp, train_seconds["grf"] = network("imnn_grf", args.networks)
     stats, out["fisher_saturation_grf_detail"] = saturation(comp.model, sim, theta_fid, delta, SEED + 123_456)
     out["fisher_saturation_grf"] = out["fisher_saturation_grf_detail"]["paired"]
     comp = imnn.IMNNCompressor(comp.model, stats)  # the notebook's compressor: statistics from these simulations
@@ -175,24 +145,21 @@ def main(argv=None):
     sim = make_simulator(pre["simulator"])
     theta_fid, delta, prior = np.array(pre["theta_fid"]), np.array(pre["delta"]), BoxPrior(**pre["prior"])
     out["sizes"]["lognormal"] = {k: pre[k] for k in ("simulator", "theta_fid", "delta", "prior", "model")}
-    out["sizes"]["lognormal"].update(train=pre[stage], polish=pre["polish"],
-                                     refit=pre["quick" if args.quick else "refit"])
+    out["sizes"]["lognormal"].update(train=pre["full"], polish=pre["polish"], refit=pre["refit"])
     print("[lognormal]", flush=True)
-    ln_args = _part_args(args, "lognormal")
-    comp, train_seconds["lognormal"] = network("imnn_lognormal", "lognormal", ln_args)
+    comp, train_seconds["lognormal"] = network("imnn_lognormal", args.networks)
     stats, out["fisher_saturation_lognormal_detail"] = saturation(comp.model, sim, theta_fid, delta, SEED + 123_457)
     out["fisher_saturation_lognormal"] = out["fisher_saturation_lognormal_detail"]["paired"]
     comp = imnn.IMNNCompressor(comp.model, stats)
     target = sim([THETA_TARGET_LN], seed=TARGET_SEED)[0]
     exact = sims.exact_posterior(np.exp(target[0].astype(float)), n_grid=N_GRID, zoom=False)  # DELFI's grid
-    theta_hat = np.clip(comp([target])[0], prior.low + 0.02, prior.high - 0.02)
+    theta_hat = refit_fiducial(comp, sim)  # what `python -m cosmonb train imnn_lognormal_refit` refits at
     print(f"[lognormal refit at {theta_hat.round(4)}]", flush=True)
-    refit, train_seconds["lognormal_refit"] = network(
-        "imnn_lognormal_refit", "lognormal", ln_args, stage="quick" if args.quick else "refit", theta_fid=theta_hat,
-        init_model=comp.model, seed=SEED + 3)
+    refit, train_seconds["lognormal_refit"] = network("imnn_lognormal_refit", args.networks)
     gap = refit.theta_fid - theta_hat
     if np.sqrt(gap @ sim.fisher(theta_fid) @ gap) > 0.5:
-        raise SystemExit(f"the shipped refit is at {refit.theta_fid}, the estimate is {theta_hat}: retrain (--save)")
+        raise SystemExit(f"the refit network is at {refit.theta_fid}, the estimate is {theta_hat}: retrain it with "
+                         "`python -m cosmonb train imnn_lognormal_refit --preset cpu`")
     theta_refit = refit.theta_fid
     _, out["fisher_saturation_lognormal_fiducial_net_at_estimate"] = saturation(comp.model, sim, theta_refit, delta,
                                                                                 SEED + 123_458)

@@ -25,7 +25,8 @@ from pathlib import Path
 __all__ = ["main", "build_parser", "default_out_dir", "MODELS", "PRESETS", "OUT_ENV"]
 
 #: ``train`` targets: a family name -> the shipped checkpoints it trains.
-FAMILIES = {"flow": ("flows_1d", "flows_2d", "flows_cond"), "imnn": ("imnn_grf", "imnn_lognormal")}
+FAMILIES = {"flow": ("flows_1d", "flows_2d", "flows_cond"),
+            "imnn": ("imnn_grf", "imnn_lognormal", "imnn_lognormal_refit")}
 MODELS = tuple(FAMILIES) + FAMILIES["flow"] + FAMILIES["imnn"]
 PRESETS = ("quick", "cpu", "paper")
 #: Environment variable naming the default ``--out`` folder of ``train``.

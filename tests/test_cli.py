@@ -148,6 +148,21 @@ def test_train_imnn_quick(tmp_path):
     assert ckpt["metadata"]["metrics"]["epochs"] == 5 and ckpt["config"]["train"]["resumed"]
 
 
+def test_train_imnn_refit_starts_from_the_lognormal_network_in_out(tmp_path, capsys):
+    """The refit fine-tunes the imnn_lognormal found in --out at its estimate of the benchmark's map."""
+    from cosmonb.recipes.imnn import load_imnn, refit_fiducial
+
+    out = tmp_path / "imnn"
+    assert cli.main(["train", "imnn_lognormal", "--preset", "quick", "--max-steps", "2", "--out", str(out)]) == 0
+    assert cli.main(["train", "imnn_lognormal_refit", "--preset", "quick", "--max-steps", "2", "--out", str(out)]) == 0
+    assert f"refitting imnn_lognormal from {out}" in capsys.readouterr().out
+    base, _ = load_imnn("imnn_lognormal", out)
+    refit, ckpt = load_imnn("imnn_lognormal_refit", out)
+    np.testing.assert_allclose(refit.theta_fid, refit_fiducial(base), atol=1e-12)
+    assert not np.allclose(refit.theta_fid, base.theta_fid)
+    assert ckpt["metadata"]["metrics"]["epochs"] == 2
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("argv, message", [
     (["train", "glow"], "invalid choice: 'glow'"),

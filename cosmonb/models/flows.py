@@ -50,7 +50,7 @@ __all__ = [
 # :mod:`cosmonb.recipes.flows`: models do not import ``train`` or ``checkpoints``.
 
 #: The shipped flows of notebook 02: model config and training settings. The
-#: notebook (TRAIN=True) and ``bench/flows.py --train`` both use them.
+#: notebook (TRAIN=True) and :mod:`cosmonb.recipes.flows` both use them.
 PRESETS = {
     # 1D on log10 M_star: batch norm + element-wise spline layers (as in the project's SimpleSpline)
     "flows_1d": {"model": {"features": 1, "transforms": 4, "bins": 16, "batch_norm": True, "bound": 8.0},

@@ -108,10 +108,10 @@ FLOW_NAMES = ("flows_1d", "flows_2d", "flows_cond")
 #:
 #: The command trains with the step-based :class:`cosmonb.train.Trainer` (Adam, a
 #: cosine decay to lr / 50 over all steps, gradient clipping at 5, one validation
-#: pass per epoch), so it runs unchanged under ``torchrun``; the shipped files were
-#: made by ``bench/flows.py --train --save`` through :func:`fit_flow` (the cosine
-#: stepped per epoch, the last short batch kept), so a retrained flow matches them
-#: in quality, not bit for bit.
+#: pass per epoch), so it runs unchanged under ``torchrun``. The shipped files predate
+#: the command: the benchmark script made them (their manifest says so) through
+#: :func:`fit_flow` with the ``cpu`` presets (the cosine stepped per epoch, the last
+#: short batch kept), so a retrained flow matches them in quality, not bit for bit.
 _TINY = {"transforms": 1, "bins": 4, "hidden": [16, 16], "bound": 8.0}
 _QUICK_TRAIN = {"epochs": 2, "lr": 3e-3, "batch_size": 256}
 CLI_PRESETS = {
