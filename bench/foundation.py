@@ -6,8 +6,8 @@
   (Mcdm, Mgas, HI, B) of 64x64 (target < 60 s on 2 cores).
 * exact_sigma_omega_m, exact_sigma_sigma_8 (simulator v2: keyed by map size, 64 and 256):
   median marginal standard deviations of the exact dark-matter posterior over LH maps
-  (200 at 64^2, 60 at 256^2; inference.exact_posterior's zoomed grid), with coverages in exact_widths_v2;
-  exact_correlation and exact_coverage_*: the 200 x 200-grid run at 64^2.
+  (200 at 64^2, 60 at 256^2; sims.exact_posterior's zoomed grid), with coverages in exact_widths_v2;
+  fisher_*_at_fiducial: the Fisher forecast of one 64^2 map at (0.3, 0.8).
 * neighbour_correlation_log_mcdm (64, 128, 256), pixel_scatter_dex_64_vs_block_averaged_256,
   max_channel_spearman (log channels at fixed parameters), r2_ceiling_gas (R^2 of the exact
   posterior mean from Mgas, HI, B over 200 LH maps of 64^2, printed beside the VDVAE probe).
@@ -25,8 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import write_results  # noqa: E402
 
-from cosmonb import cosmology, inference, sims, stats  # noqa: E402
-from cosmonb.inference import GridPosterior  # noqa: E402
+from cosmonb import sims, stats  # noqa: E402
 
 
 def best_of(fn, repeats=3):
@@ -70,30 +69,11 @@ def lh_speed():
     return {"lh_sim_seconds": round(seconds, 2), "lh_maps": int(maps.shape[0]), "lh_channels": list(sims.FIELDS)}
 
 
-def exact_widths(n_maps=200, n_grid=200):
-    params, _ = sims.lh_set(n_sims=n_maps, seed=3)
-    truth = params[:: sims.MAPS_PER_SIM]
-    maps = sims.simulate(truth, "Mcdm", n_pix=64, seed=3)[:, 0]
-    om = np.linspace(*cosmology.OMEGA_M_RANGE, n_grid)
-    s8 = np.linspace(*cosmology.SIGMA_8_RANGE, n_grid)
-    start = time.perf_counter()
-    ll = sims.log_likelihood(maps, om[:, None], s8[None, :])
-    seconds = time.perf_counter() - start
-    posts = [GridPosterior(om, s8, ll[i]) for i in range(n_maps)]
-    stds = np.array([p.std for p in posts])
-    ranks = np.array([p.credible_mass(t[:2]) for p, t in zip(posts, truth)])
-    fisher = np.linalg.inv(sims.fisher_matrix(0.3, 0.8, n_pix=64))
-    return {
-        "exact_sigma_omega_m": round(float(np.median(stds[:, 0])), 5),
-        "exact_sigma_sigma_8": round(float(np.median(stds[:, 1])), 5),
-        "exact_correlation": round(float(np.median([p.corr for p in posts])), 4),
-        "exact_coverage_68": round(float(np.mean(ranks <= 0.68)), 4),
-        "exact_coverage_95": round(float(np.mean(ranks <= 0.95)), 4),
-        "exact_n_maps": n_maps, "exact_grid": n_grid,
-        "exact_likelihood_grid_seconds": round(seconds, 2),
-        "fisher_sigma_at_fiducial": [round(float(np.sqrt(fisher[i, i])), 5) for i in range(2)],
-        "fisher_correlation_at_fiducial": round(float(fisher[0, 1] / np.sqrt(fisher[0, 0] * fisher[1, 1])), 4),
-    }
+def fisher_at_fiducial():
+    """The Fisher forecast of one 64^2 Mcdm map at (0.3, 0.8): sigmas and correlation."""
+    inv = np.linalg.inv(sims.fisher_matrix(0.3, 0.8, n_pix=64))
+    return {"fisher_sigma_at_fiducial": [round(float(np.sqrt(inv[i, i])), 5) for i in range(2)],
+            "fisher_correlation_at_fiducial": round(float(inv[0, 1] / np.sqrt(inv[0, 0] * inv[1, 1])), 4)}
 
 
 def neighbour_correlations(n_maps=16):
@@ -124,7 +104,7 @@ def channel_spearman(n_maps=8):
 
 
 def exact_widths_v2(n_pix, n_maps=200, n_grid=100):
-    """Median widths and coverage of inference.exact_posterior (zoomed grid) over LH maps."""
+    """Median widths and coverage of sims.exact_posterior (zoomed grid) over LH maps."""
     params, _ = sims.lh_set(n_sims=n_maps, seed=3)
     truth = params[:: sims.MAPS_PER_SIM]
     maps = sims.simulate(truth, "Mcdm", n_pix=n_pix, seed=3)[:, 0]
@@ -205,7 +185,7 @@ if __name__ == "__main__":
     results = {}
     results.update(pk_speed())
     results.update(lh_speed())
-    results.update(exact_widths())
+    results.update(fisher_at_fiducial())
     # simulator v2 targets (issue 9)
     results.update(neighbour_correlations())
     results.update(channel_spearman())

@@ -40,14 +40,17 @@ def test_mean_density_tracks_omega_m():
     assert ratio == pytest.approx(expected, rel=0.25)
 
 
-def test_projected_power_discrete_sum_approaches_continuum_integral():
+def test_projected_linear_power_slab_sum_approaches_continuum_integral():
+    """The slab sum over k_z modes of the box approaches (1 / pi) int_0^inf P(sqrt(k^2 + kz^2)) sinc^2 dkz."""
     from scipy.integrate import quad
 
+    from cosmonb import cosmology
+
     k = 2.0
-    discrete = sims.projected_power(np.array([k]), 0.3, 0.8)[0]
+    discrete = sims.projected_linear_power(np.array([k]), np.array([0.3]))[0, 0]
 
     def integrand(kz):
-        return (sims.nonlinear_power(np.array([np.hypot(k, kz)]), 0.3, 0.8)[0]
+        return (cosmology.linear_power(np.array([np.hypot(k, kz)]), 0.3, 1.0)[0]
                 * np.sinc(kz * sims.SLAB_THICKNESS / (2 * np.pi)) ** 2)
 
     continuum = quad(integrand, 0, 60, limit=400)[0] / np.pi

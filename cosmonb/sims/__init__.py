@@ -18,14 +18,14 @@ Example:
 from ..constants import (BOX_SIZE, FIDUCIAL, FIELDS, LOG_UNIFORM, MAPS_PER_SIM, PARAM_NAMES, PRIOR_HIGH,
                          PRIOR_LOW, SLAB_THICKNESS)
 from . import catalogs, fields, simulators
-from .fields import (CHANNEL_MEAN, CHANNELS, FB_EXP, K_L, MAX_SIMULATE_BYTES, MIN_N_PIX, N_PIX, NL_OMEGAM_POWER,
-                     NL_SCALE, NL_SIGMA8_POWER, NL_SLOPE, PARAM_KEYS, R_FB0, R_SAT, binned_mode_power,
+from .fields import (CHANNEL_MEAN, CHANNELS, FB_EXP, K_L, MAX_SIMULATE_BYTES, MIN_N_PIX, N_PIX, PARAM_KEYS,
+                     R_FB0, R_SAT, binned_mode_power,
                      channel_spectra, check_cosmology, check_fields, check_n_pix, check_params, check_range,
                      colour_noise, cv_set, fisher_matrix, fourier_grid, gaussian_field, information_ceiling,
                      lh_set, log_dark_matter, log_field_spectrum, log_likelihood, lognormal_transform,
                      map_power_spectrum, mean_density, mean_log_density, multifield_fisher,
-                     multifield_log_likelihood, nonlinear_power, nonlinear_scale, one_p_set, pixel_window,
-                     posterior_samples, projected_power, sample_prior, simulate, small_scale_power, square_maps,
+                     multifield_log_likelihood, one_p_set, pixel_window,
+                     posterior_samples, projected_linear_power, sample_prior, simulate, small_scale_power, square_maps,
                      white_noise)
 from .simulators import LogNormalSimulator, PowerLawSimulator, make_simulator
 from . import exact

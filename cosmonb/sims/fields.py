@@ -100,8 +100,6 @@ from ..stats import bin_mode_power
 
 N_PIX = 64
 
-#: non-linear boost P_nl = P_lin [1 + (k / k_nl)^NL_SLOPE]
-NL_SCALE, NL_SLOPE, NL_SIGMA8_POWER, NL_OMEGAM_POWER = 1.0, 1.5, -2.0, 0.5
 _KZ_TERMS = 48  # |m| <= 48 slab modes; sinc^2 and P(k) make later terms negligible
 
 #: smallest map :func:`simulate` makes: 8 x 8 pixels of 3.1 Mpc/h (smaller maps have
@@ -119,66 +117,29 @@ _CHUNK_MAPS = 500
 
 
 # ---------------------------------------------------------------- spectra
-def nonlinear_scale(omega_m, sigma_8):
-    """k_nl = 1 h/Mpc (sigma_8/0.8)^-2 (Omega_m/0.3)^0.5 of the toy non-linear boost."""
-    return (NL_SCALE * (np.asarray(sigma_8) / 0.8) ** NL_SIGMA8_POWER
-            * (np.asarray(omega_m) / 0.3) ** NL_OMEGAM_POWER)
+def projected_linear_power(k_perp, omega_m, box_size=BOX_SIZE, slab=SLAB_THICKNESS):
+    """T(k; Omega_m): the linear spectrum at sigma_8 = 1 projected through a slab, shape (M, K).
 
-
-def nonlinear_power(k, omega_m, sigma_8):
-    """The simulator's 3D spectrum P_nl(k) = P_lin(k) [1 + (k / k_nl)^1.5].
+    T(k_perp) = (1 / L) sum_m P_lin(sqrt(k_perp^2 + k_m^2)) sinc^2(k_m d / 2), k_m = 2 pi m / L,
+    for |m| <= 48 (the slab window and P(k) make later terms negligible); the k = 0 mode of
+    the 3D spectrum is dropped. ``k_perp`` (K,) in h/Mpc, ``omega_m`` (M,).
 
     Example:
-        >>> k = np.array([0.1, 10.0])
-        >>> bool(np.all(nonlinear_power(k, 0.3, 0.8) >= cosmology.linear_power(k, 0.3, 0.8)))
-        True
-    """
-    plin = cosmology.linear_power(k, omega_m, sigma_8)
-    om, s8 = np.broadcast_arrays(np.asarray(omega_m, float), np.asarray(sigma_8, float))
-    knl = nonlinear_scale(om, s8).reshape(om.shape + (1,) * np.ndim(k))
-    return plin * (1.0 + (np.asarray(k, float) / knl) ** NL_SLOPE)
-
-
-def _projected_tables(k_perp, omega_m, box_size, slab):
-    """Projected unit-sigma_8 tables T0, T1 with P_2D = s8^2 (T0 + k_nl^-1.5 T1).
-
-    ``k_perp`` (K,), ``omega_m`` (M,) -> two arrays (M, K).
+        >>> t = projected_linear_power(np.array([0.5, 2.0]), np.array([0.3]))
+        >>> t.shape, bool(t[0, 0] > t[0, 1] > 0)
+        ((1, 2), True)
     """
     m = np.arange(-_KZ_TERMS, _KZ_TERMS + 1)
     kz = 2 * np.pi * m / box_size
     weight = np.sinc(kz * slab / (2 * np.pi)) ** 2  # np.sinc(x) = sin(pi x)/(pi x)
+    k_perp = np.asarray(k_perp, float)
     k3 = np.sqrt(k_perp[:, None] ** 2 + kz[None, :] ** 2)  # (K, Z)
     positive = k3 > 0
     k3s = np.where(positive, k3, 1.0)
     om = np.asarray(omega_m, float)
     p_unit = cosmology.linear_power(k3s, om, np.ones_like(om))  # (M, K, Z), sigma_8 = 1
     p_unit = np.where(positive, p_unit, 0.0)
-    t0 = (p_unit * weight).sum(-1) / box_size
-    t1 = (p_unit * k3s**NL_SLOPE * weight).sum(-1) / box_size
-    return t0, t1
-
-
-def projected_power(k, omega_m, sigma_8, box_size=BOX_SIZE, slab=SLAB_THICKNESS):
-    """2D spectrum of a slab of thickness ``slab`` projected from P_nl (the slab projection of the module doc).
-
-    Shape: ``broadcast(omega_m, sigma_8).shape + k.shape``.
-
-    Example:
-        >>> p = projected_power(np.array([0.5, 2.0]), 0.3, 0.8)
-        >>> bool(p[0] > p[1] > 0)
-        True
-    """
-    k = as_finite_array(k, "k")
-    if np.any(k < 0):
-        raise ValueError("k: expected wavenumbers >= 0 in h/Mpc")
-    om, s8 = check_cosmology(omega_m, sigma_8)
-    flat_om, flat_s8 = om.ravel(), s8.ravel()
-    # sigma_8 enters algebraically: tabulate once per distinct Omega_m
-    uniq_om, which = np.unique(flat_om, return_inverse=True)
-    t0, t1 = _projected_tables(k.ravel(), uniq_om, box_size, slab)
-    knl = nonlinear_scale(flat_om, flat_s8)[:, None]
-    p2d = flat_s8[:, None] ** 2 * (t0[which] + knl**-NL_SLOPE * t1[which])
-    return p2d.reshape(om.shape + k.shape)
+    return (p_unit * weight).sum(-1) / box_size
 
 
 @lru_cache(maxsize=16)
@@ -216,7 +177,7 @@ def _master_tables(box_size):
     smoothed over R_SAT (so s^2 = sigma_8^2 u).
     """
     k = np.concatenate([[0.0], _K_MASTER])
-    t0, _ = _projected_tables(k, _OM_NODES, box_size, SLAB_THICKNESS)
+    t0 = projected_linear_power(k, _OM_NODES, box_size, SLAB_THICKNESS)
     kk = _K_MASTER
     u = np.trapezoid(t0[:, 1:] * np.exp(-(kk * R_SAT) ** 2) * kk, kk, axis=-1) / (2 * np.pi)
     return np.log(t0), u
