@@ -112,6 +112,37 @@ def plot_pk_band(k, pk, ax=None, label=None, color=None, ratio_to=None, quantile
     return ax
 
 
+def plot_pk_comparison(k, pk_generated, pk_true, axes=None, labels=("generated", "simulated"), k2=False,
+                       title=None):
+    """Two panels: the mean P(k) (or k^2 P(k)) with 16-84% bands of two sets, and the per-bin z-scores
+    of their means (``stats.pk_z_scores``) with the +-3 lines. Returns the two axes."""
+    import matplotlib.pyplot as plt
+
+    from .stats import pk_z_scores
+
+    if axes is None:
+        _, axes = plt.subplots(2, 1, figsize=(5.2, 4.8), sharex=True, gridspec_kw={"height_ratios": (2.2, 1)})
+    top, bottom = axes
+    weight = k**2 if k2 else 1.0
+    for pk, label, color in ((pk_true, labels[1], "k"), (pk_generated, labels[0], "C1")):
+        plot_pk_band(k, np.atleast_2d(pk) * weight, ax=top, label=f"{label} ({len(np.atleast_2d(pk))})",
+                     color=color)
+    if k2:
+        top.set_ylabel(r"$k^2 P(k)$")
+    top.set_xlabel("")
+    top.legend(fontsize=8)
+    if title:
+        top.set_title(title, fontsize=10)
+    z = pk_z_scores(pk_generated, pk_true)
+    bottom.plot(k, z, "o-", ms=3, color="C1")
+    for level in (-3, 0, 3):
+        bottom.axhline(level, color="0.5", lw=0.8, ls="-" if level == 0 else "--")
+    bottom.set_ylabel("z of the mean")
+    log_k_axis(bottom)
+    bottom.set_xlabel(K_LABEL)
+    return top, bottom
+
+
 def log_k_axis(ax):
     """A log k axis labelled at 1, 2, 5 x 10^n only: readable even when k spans just a decade or so
     (matplotlib's default then labels every minor tick, and the labels overlap). Call it after any

@@ -113,3 +113,20 @@ def test_parameter_explorer_static_mode_draws_the_slider_ends():
     assert len(map_axes(fig)) == 6
     with pytest.raises(ValueError, match="settings"):
         widgets.static_panel(base, settings=(("A_SN1", 0.5, 2.0),))
+
+
+def test_plot_pk_comparison_draws_bands_and_z_scores():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cosmonb import plotting
+
+    rng = np.random.default_rng(0)
+    k = np.geomspace(0.3, 10, 12)
+    top, bottom = plotting.plot_pk_comparison(k, rng.lognormal(0, 0.2, (30, 12)), rng.lognormal(0, 0.2, (40, 12)),
+                                              k2=True, title="t")
+    assert len(top.collections) == 2 and top.get_ylabel() == r"$k^2 P(k)$"
+    assert len(bottom.lines[0].get_ydata()) == 12
+    plt.close("all")

@@ -373,3 +373,28 @@ def test_nearly_zero_mean_is_refused_relative_to_the_pixel_scale():
     np.testing.assert_allclose(
         power_spectrum(zero_mean / maps.mean(axis=(-2, -1), keepdims=True), BOX, normalize=False)[1],
         power_spectrum(maps, BOX)[1], rtol=1e-10)
+
+
+def test_pk_z_scores_are_standard_normal_for_one_distribution_and_catch_a_small_offset():
+    from cosmonb.stats import pk_z_scores
+
+    rng = np.random.default_rng(3)
+    z = np.concatenate([pk_z_scores(*rng.lognormal(1.0, 0.3, size=(2, 200, 25))) for _ in range(40)])
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1.0) < 0.1
+    a, b = rng.normal(10.0, 1.0, size=(2, 500, 25))
+    assert np.all(pk_z_scores(a * 1.03, b) > 3)  # 3% of the mean, 30% of one map's scatter
+    np.testing.assert_allclose(pk_z_scores(a + 0.5, b, of="scatter"), (a.mean(0) + 0.5 - b.mean(0)) / b.std(0, ddof=1))
+    with pytest.raises(ValueError, match="k bins"):
+        pk_z_scores(a[:, :3], b)
+    with pytest.raises(ValueError, match="of:"):
+        pk_z_scores(a, b, of="median")
+
+
+def test_pk_agree_kmax_errors():
+    from cosmonb.stats import pk_agree_kmax
+
+    true = np.random.default_rng(0).normal(10.0, 1.0, size=(50, 4))
+    assert pk_agree_kmax(np.arange(1.0, 5.0), true + 5.0, true) == 0.0
+    assert pk_agree_kmax(np.arange(1.0, 5.0), true, true) == 4.0
+    with pytest.raises(ValueError, match="same number of bins"):
+        pk_agree_kmax(np.arange(3.0), true, true)
