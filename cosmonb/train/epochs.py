@@ -1,5 +1,13 @@
 """The epoch-based loop ``fit`` (notebooks 01 and 02), beside the step-based :class:`~cosmonb.train.Trainer`.
 
+Why two loops: ``fit`` made the shipped flows and IMNNs and trains DELFI and the IMNNs of
+notebook 01's quick mode, whose numbers (and the tests and README figures that quote
+them) it reproduces bit for bit; the ``Trainer`` steps its schedule per optimiser step
+and shards data under DDP, so moving these callers onto it would change every one of
+those numbers. New models (Glow, VDVAE, DDPM) and ``python -m cosmonb train`` use the
+``Trainer``; both loops share :mod:`cosmonb.train.state` (checkpoint format checks, RNG
+state, learning-rate changes on resume), so resume logic exists once.
+
 ``fit`` knows nothing about the model: it calls ``loss_fn(model, batch)``,
 which returns a scalar tensor, and with ``loss_fn=None`` the model's own
 ``model.loss(batch)`` (the contract of :mod:`cosmonb.models.base`). So Glow's negative log-likelihood, the VAE's ELBO, the
