@@ -613,3 +613,25 @@ def test_map_sets_split_by_simulation_and_scale_parameters_over_the_prior():
     np.testing.assert_allclose(u.numpy(), (sets.params[j, :2] - [0.1, 0.6]) / [0.4, 0.4], atol=1e-6)
     with pytest.raises(FileNotFoundError, match="not a folder"):
         map_sets("HI", n_pix=8, n_sims=2, data_root="/nonexistent/camels")
+
+
+def test_map_sets_read_real_cmd_files_through_data_root(tmp_path):
+    """The generative recipes' data path on files in the exact CMD formats (written by data.write_cmd)."""
+    from cosmonb import sims
+    from cosmonb.data import write_cmd
+    from cosmonb.recipes.maps import map_sets
+
+    params, _ = sims.lh_set(4, 15, seed=9)
+    maps = sims.simulate(params, ("HI", "Mgas"), n_pix=16, seed=9)
+    write_cmd(tmp_path, {"HI": maps[:, 0], "Mgas": maps[:, 1]}, params[::15])
+    sets = map_sets(("Mgas", "HI"), n_pix=8, n_sims=4, n_params=6, data_root=tmp_path, fractions=(0.5, 0.25, 0.25))
+    assert sets.source.startswith("CMD files in") and sets.maps.shape == (60, 2, 8, 8)
+    block = maps[:, ::-1].reshape(60, 2, 8, 2, 8, 2).mean(axis=(3, 5))  # channels in the order asked for
+    np.testing.assert_allclose(sets.maps, block, rtol=1e-5)
+    np.testing.assert_allclose(sets.params, params, atol=1e-6)
+    x, u = sets.test[0]
+    assert tuple(x.shape) == (2, 8, 8) and tuple(u.shape) == (6,)
+    with pytest.raises(ValueError, match="15 maps per simulation"):
+        map_sets("HI", n_pix=8, n_sims=4, maps_per_sim=5, data_root=tmp_path)
+    with pytest.raises(ValueError, match="expected \\(60, n, n\\)"):
+        write_cmd(tmp_path, {"HI": maps[:10, 0]}, params[::15])

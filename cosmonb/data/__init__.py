@@ -22,7 +22,8 @@ Example:
 from ..constants import CMD_FIELDS, MAPS_PER_SIM, PARAM_NAMES
 from . import cache, cmd, dataset, files, splits, subfind, transforms
 from .cache import cached, load_cache, read_cache_attrs, save_cache
-from .cmd import COSMOLOGY_PRIOR, CMDMaps, cmd_map_filename, cmd_params_filename, load_cmd, read_params
+from .cmd import (COSMOLOGY_PRIOR, CMDMaps, cmd_map_filename, cmd_params_filename, load_cmd, read_params,
+                  write_cmd)
 from .dataset import CMDDataset
 from .files import CorruptFileError
 from .splits import sim_indices, split_by_simulation
@@ -33,7 +34,7 @@ from .transforms import compute_normaliser, denormalise_maps, denormalise_params
 __all__ = [
     "PARAM_NAMES", "CMD_FIELDS", "MAPS_PER_SIM", "SNAPSHOT_REDSHIFTS", "SNAPSHOT_ALIASES", "SUBFIND_HINT",
     "SUBFIND_MASS_UNIT", "KPC_PER_MPC",
-    "CorruptFileError", "CMDMaps", "load_cmd", "read_params", "COSMOLOGY_PRIOR",
+    "CorruptFileError", "CMDMaps", "load_cmd", "write_cmd", "read_params", "COSMOLOGY_PRIOR",
     "cmd_map_filename", "cmd_params_filename",
     "load_subfind", "write_subfind", "snapshot_path",
     "split_by_simulation", "sim_indices",

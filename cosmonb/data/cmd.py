@@ -26,7 +26,8 @@ from . import files as file_limits
 from .files import CorruptFileError
 from .splits import sim_indices
 
-__all__ = ["CMDMaps", "load_cmd", "read_params", "COSMOLOGY_PRIOR", "cmd_map_filename", "cmd_params_filename"]
+__all__ = ["CMDMaps", "load_cmd", "write_cmd", "read_params", "COSMOLOGY_PRIOR", "cmd_map_filename",
+           "cmd_params_filename"]
 
 
 _CMD_HINT = (
@@ -79,6 +80,47 @@ def cmd_params_filename(suite: str = "IllustrisTNG", set: str = "LH") -> str:
         'params_CV_SIMBA.txt'
     """
     return f"params_{set}_{suite}.txt"
+
+
+def write_cmd(root, maps: dict, params, suite: str = "IllustrisTNG", set: str = "LH") -> list[Path]:
+    """Write maps and a parameter table in the exact CMD formats (for tests, and to share a simulated set).
+
+    ``maps``: field name -> ``(N, n, n)`` array (``N`` a multiple of 15: map ``i`` is
+    simulation ``i // 15``); ``params``: ``(N // 15, 6)`` in CAMELS order. Writes
+    ``Maps_{field}_{suite}_{set}_z=0.00.npy`` (float32) and ``params_{set}_{suite}.txt``
+    (a ``#`` header and one row per simulation, as CAMELS distributes it) into ``root``;
+    returns the paths.
+
+    Example:
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> _ = write_cmd(tmp.name, {"HI": rng.lognormal(size=(15, 8, 8))}, [[0.3, 0.8, 1, 1, 1, 1]])
+        >>> load_cmd(tmp.name, "HI")[0].shape
+        (15, 1, 8, 8)
+        >>> tmp.cleanup()
+    """
+    root = Path(root)
+    params = as_finite_array(params, "params")
+    if params.ndim != 2 or params.shape[1] != len(PARAM_NAMES):
+        raise ValueError(f"params: expected (n_sims, {len(PARAM_NAMES)}) in CAMELS order, got shape {params.shape}")
+    if not isinstance(maps, dict) or not maps:
+        raise ValueError("maps: expected a dict field name -> (N, n, n) array")
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for field, arr in maps.items():
+        if field not in CMD_FIELDS:
+            raise ValueError(f"maps: unknown field {field!r}; CMD fields are {CMD_FIELDS}")
+        arr = as_finite_array(arr, f"maps[{field!r}]").astype(np.float32)
+        if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or len(arr) != MAPS_PER_SIM * len(params):
+            raise ValueError(f"maps[{field!r}]: expected ({MAPS_PER_SIM * len(params)}, n, n) for {len(params)} "
+                             f"simulations, got shape {arr.shape}")
+        path = root / cmd_map_filename(field, suite, set)
+        np.save(path, arr)
+        paths.append(path)
+    path = root / cmd_params_filename(suite, set)
+    np.savetxt(path, params, fmt="%.6f", header=" ".join(PARAM_NAMES))
+    return paths + [path]
 
 
 def _is_number(token):
