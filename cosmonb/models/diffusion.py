@@ -191,7 +191,7 @@ class DDPM(Model):
         if cond is None:
             raise ValueError(f"{name}: this model is conditional; expected ({rows}, {p}) parameters scaled to "
                              "[0, 1] over the prior, got None")
-        cond = torch.as_tensor(cond, dtype=torch.float32, device=self.betas.device)
+        cond = torch.as_tensor(cond, dtype=self.betas.dtype, device=self.betas.device)
         if cond.ndim == 1:
             cond = cond[None]
         ok_rows = (rows, 1) if broadcast else (rows,)
@@ -307,7 +307,7 @@ class DDPM(Model):
         if self.net.cond_dim:
             if theta is None:
                 raise ValueError(f"theta: expected (M, {self.net.cond_dim}) parameters scaled to [0, 1], got None")
-            theta = torch.as_tensor(theta, dtype=torch.float32)
+            theta = torch.as_tensor(theta, dtype=self.betas.dtype)
             theta = self._check_cond(theta, len(theta) if theta.ndim == 2 else 1, "theta", broadcast=False)
             m = len(theta)
         else:
@@ -316,9 +316,9 @@ class DDPM(Model):
         n_noise = check_int(n_noise, "n_noise", 1)
         batch_size = check_int(batch_size, "batch_size", 1)
         device = self.betas.device
-        x0 = x0.to(device)
+        x0 = x0.to(device, self.betas.dtype)
         g = _generator(seed, torch.device("cpu"))
-        noise = torch.randn((n_noise, len(steps)) + tuple(x0.shape[1:]), generator=g).to(device)
+        noise = torch.randn((n_noise, len(steps)) + tuple(x0.shape[1:]), generator=g).to(device, self.betas.dtype)
         out = torch.zeros(m, len(steps), dtype=torch.float64, device=device)
         with torch.no_grad(), _eval_mode(self):
             for d in range(n_noise):
@@ -328,7 +328,7 @@ class DDPM(Model):
                         rows = x0.expand(hi - lo, *x0.shape[1:])
                         cond = None if theta is None else theta[lo:hi]
                         out[lo:hi, j] += self._terms(rows, cond, index, noise[d, j][None]).double()
-        return (out / n_noise).to(torch.float32)
+        return (out / n_noise).to(self.betas.dtype)
 
     def log_prob(self, x, cond=None) -> torch.Tensor:
         """``-L_0`` per row (nats): the decoder term with one fixed noise map (``LOG_PROB_SEED``), shared by all rows.
@@ -339,7 +339,7 @@ class DDPM(Model):
         cond = self._check_cond(cond, len(x), "cond", broadcast=True)
         noise = torch.randn((1,) + self.map_shape, generator=_generator(LOG_PROB_SEED, torch.device("cpu")))
         with _eval_mode(self):
-            return -self._terms(x, cond, 0, noise.to(x.device))
+            return -self._terms(x, cond, 0, noise.to(x.device, x.dtype))
 
     # ------------------------------------------------------------------ sampling
     def ddim_steps(self, steps: int) -> list[int]:
@@ -375,7 +375,7 @@ class DDPM(Model):
         cond = self._check_cond(cond, n, "cond", broadcast=True)
         device = self.betas.device
         g = _generator(seed, device)
-        x = torch.randn((n,) + self.map_shape, generator=g, device=device)
+        x = torch.randn((n,) + self.map_shape, generator=g, device=device, dtype=self.betas.dtype)
         order = list(range(self.timesteps - 1, -1, -1)) if method == "ancestral" else \
             self.ddim_steps(50 if steps is None else steps)
         with torch.no_grad(), _eval_mode(self):
@@ -383,7 +383,7 @@ class DDPM(Model):
                 t = torch.full((n,), i, dtype=torch.long, device=device)
                 if method == "ancestral":
                     mean, var = self.p_mean_variance(x, t, cond)
-                    x = mean + var.sqrt() * torch.randn(x.shape, generator=g, device=device) if i > 0 else mean
+                    x = mean + var.sqrt() * torch.randn(x.shape, generator=g, device=device, dtype=x.dtype) if i > 0 else mean
                     continue
                 eps = self.net(x, t, cond)
                 abar = self.alphas_cumprod[i]
@@ -392,5 +392,5 @@ class DDPM(Model):
                 sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
                 x = abar_prev.sqrt() * x0_hat + (1 - abar_prev - sigma ** 2).clamp_min(0).sqrt() * eps
                 if eta > 0 and k + 1 < len(order):
-                    x = x + sigma * torch.randn(x.shape, generator=g, device=device)
+                    x = x + sigma * torch.randn(x.shape, generator=g, device=device, dtype=x.dtype)
         return x

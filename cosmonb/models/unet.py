@@ -199,7 +199,7 @@ class UNet(nn.Module):
 
     def embedding(self, t: torch.Tensor, theta: torch.Tensor | None) -> torch.Tensor:
         """``MLP_t(sinusoid(t)) + MLP_theta(theta)``: what every ResNet block receives."""
-        emb = self.time_mlp(timestep_embedding(t, self.channels))
+        emb = self.time_mlp(timestep_embedding(t, self.channels).to(self.stem.weight.dtype))
         if self.cond_mlp is not None:
             emb = emb + self.cond_mlp(theta)
         return emb
