@@ -355,13 +355,18 @@ class DDPM(Model):
         return sorted({int(round(v)) for v in np.linspace(self.timesteps - 1, 0, steps)}, reverse=True)
 
     def sample(self, n: int, cond=None, *, seed: int | None = None, steps: int | None = None,
-               method: str = "ancestral", eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+               method: str = "ancestral", eta: float = 0.0, clip_x0: float | None = None,
+               progress: bool = False) -> torch.Tensor:
         """``n`` maps ``(n, C, n_pix, n_pix)`` given ``cond`` (``(n, cond_dim)`` or one row, broadcast).
 
         ``method="ancestral"``: all T steps with variance ``beta~_t`` (``steps`` must be None
         or T). ``method="ddim"``: ``steps`` evenly spaced steps (default 50), ``eta``
         scales the added noise (0: deterministic given the seed). ``seed`` fixes
-        every draw without touching the global RNG. Runs in eval mode, without gradients.
+        every draw without touching the global RNG. ``clip_x0``: clamp the predicted clean
+        map to ``[-clip_x0, clip_x0]`` (standardised units) at every step, which keeps an
+        untrained model's samples finite (the cosine schedule's last ``abar`` is ~1e-9, so
+        ``x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar)`` amplifies any error); None:
+        no clamp. Runs in eval mode, without gradients.
         """
         n = check_int(n, "n", 1)
         if method not in ("ancestral", "ddim"):
@@ -372,6 +377,8 @@ class DDPM(Model):
         eta = float(eta)
         if not (math.isfinite(eta) and eta >= 0):
             raise ValueError(f"eta: expected a number >= 0, got {eta}")
+        if clip_x0 is not None and not (isinstance(clip_x0, numbers.Real) and clip_x0 > 0):
+            raise ValueError(f"clip_x0: expected a number > 0 or None, got {clip_x0!r}")
         cond = self._check_cond(cond, n, "cond", broadcast=True)
         device = self.betas.device
         g = _generator(seed, device)
@@ -382,13 +389,22 @@ class DDPM(Model):
             for k, i in enumerate(tqdm(order, desc="sample", disable=not progress)):
                 t = torch.full((n,), i, dtype=torch.long, device=device)
                 if method == "ancestral":
-                    mean, var = self.p_mean_variance(x, t, cond)
-                    x = mean + var.sqrt() * torch.randn(x.shape, generator=g, device=device, dtype=x.dtype) if i > 0 else mean
+                    if clip_x0 is None:
+                        mean, var = self.p_mean_variance(x, t, cond)
+                    else:  # the same mean written through the (clamped) clean map
+                        x0_hat = self.predict_x0(x, t, self.net(x, t, cond)).clamp(-clip_x0, clip_x0)
+                        mean, var = self.posterior_mean_variance(x0_hat, x, t)
+                    if i > 0:
+                        mean = mean + var.sqrt() * torch.randn(x.shape, generator=g, device=device, dtype=x.dtype)
+                    x = mean
                     continue
                 eps = self.net(x, t, cond)
                 abar = self.alphas_cumprod[i]
                 abar_prev = self.alphas_cumprod[order[k + 1]] if k + 1 < len(order) else torch.ones((), device=device)
                 x0_hat = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+                if clip_x0 is not None:
+                    x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
+                    eps = (x - abar.sqrt() * x0_hat) / (1 - abar).sqrt()
                 sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
                 x = abar_prev.sqrt() * x0_hat + (1 - abar_prev - sigma ** 2).clamp_min(0).sqrt() * eps
                 if eta > 0 and k + 1 < len(order):
