@@ -205,3 +205,126 @@ def test_bad_input_raises_clear_errors():
         DDPM(**{**TINY, "channels": 6})
     with pytest.raises(ValueError, match="schedule: expected one of"):
         DDPM(**{**TINY, "schedule": "sigmoid"})
+
+
+# --------------------------------------------------------------------------- the recipe
+def _fast_quick(monkeypatch, **score):
+    """The quick preset, scored every 4 steps on tiny samples (keeps the recipe tests short)."""
+    from cosmonb.recipes import diffusion as recipe
+
+    spec = dict(recipe.PRESETS["quick"], score={"every": 4, "n_sims": 1, "n_generated": 3, "ddim_steps": 3, **score})
+    monkeypatch.setitem(recipe.PRESETS, "quick", spec)
+    return recipe
+
+
+def test_recipe_quick_trains_saves_and_loads(tmp_path, monkeypatch):
+    from cosmonb import checkpoints
+
+    recipe = _fast_quick(monkeypatch)
+    path = recipe.train_ddpm_recipe("quick", out=tmp_path, max_steps=8, log=lambda *a: None)
+    assert path == tmp_path / "ddpm.pt" and (tmp_path / "ddpm.state.pt").is_file()
+    model, ckpt = checkpoints.load_model("ddpm", directory=tmp_path)
+    assert isinstance(model, DDPM) and model.net.n_pix == 16
+    metrics = ckpt["metadata"]["metrics"]
+    assert metrics["steps"] == 8 and metrics["pk_chi2_steps"] == [4, 8]
+    assert metrics["val_steps"] == [8] and np.isfinite(metrics["val_eps_mse"])
+    assert ckpt["normaliser"]["param_shift"] == pytest.approx([0.1, 0.6])
+    assert ckpt["config"]["ema_decay"] == 0.9 and ckpt["config"]["preset"] == "quick"
+    # the shipped weights are the selected EMA weights: not the raw weights of the last step
+    state = torch.load(tmp_path / "ddpm.state.pt", weights_only=False)
+    raw = state["model"]
+    assert any(not torch.equal(raw[k], v) for k, v in model.state_dict().items())
+    # the validation metric is deterministic: the shipped model reproduces it
+    val = recipe.validation_batches(_quick_val_set(recipe), model.timesteps, 8)
+    with torch.no_grad():
+        mse = np.average([float(model.loss(b)) for b in val], weights=[len(b[0]) for b in val])
+    assert mse == pytest.approx(metrics["val_eps_mse"], rel=1e-6)
+    assert model.sample(2, torch.tensor([[0.5, 0.5]]), seed=0, method="ddim", steps=3).shape == (2, 1, 16, 16)
+
+
+def _quick_val_set(recipe):
+    d = recipe.PRESETS["quick"]["data"]
+    return recipe.map_sets(("Mcdm",), d["n_pix"], n_sims=d["n_sims"], maps_per_sim=d["maps_per_sim"],
+                           n_params=2, seed=0, augment=False).val
+
+
+def test_recipe_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    from cosmonb import checkpoints
+
+    recipe = _fast_quick(monkeypatch)
+    quiet = dict(log=lambda *a: None)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    recipe.train_ddpm_recipe("quick", out=straight, max_steps=8, **quiet)
+    recipe.train_ddpm_recipe("quick", out=killed, max_steps=4, **quiet)  # "killed" after 4 steps
+    assert torch.load(killed / "ddpm.state.pt", weights_only=False)["step"] == 4
+    # 4 steps of 8 maps are 32 of the 192 items of the 8-fold orbit: the resume is mid-epoch
+    recipe.train_ddpm_recipe("quick", out=killed, max_steps=8, resume=True, **quiet)
+    a, ca = checkpoints.load_model("ddpm", directory=straight)
+    b, cb = checkpoints.load_model("ddpm", directory=killed)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    ma, mb = ca["metadata"]["metrics"], cb["metadata"]["metrics"]
+    assert ma["pk_chi2_history"] == mb["pk_chi2_history"] and ma["val_eps_mse"] == mb["val_eps_mse"]
+    sa = torch.load(straight / "ddpm.state.pt", weights_only=False)["model"]
+    sb = torch.load(killed / "ddpm.state.pt", weights_only=False)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.load(killed / "ddpm.state.pt", weights_only=False)["history"]["resumed_at"] == [4]
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        recipe.train_ddpm_recipe("quick", out=tmp_path / "empty", resume=True, **quiet)
+
+
+def test_recipe_init_from_a_lower_resolution_checkpoint(tmp_path, monkeypatch):
+    from cosmonb import checkpoints
+
+    recipe = _fast_quick(monkeypatch, every=None)
+    quiet = dict(log=lambda *a: None)
+    recipe.train_ddpm_recipe("quick", out=tmp_path, max_steps=2, **quiet)
+    low, _ = checkpoints.load_model("ddpm", directory=tmp_path)
+    # a second stage at twice the resolution, attention at the same level of the network
+    quick = recipe.PRESETS["quick"]
+    stage2 = dict(quick, name="ddpm_32", init_from="ddpm", data=dict(quick["data"], n_pix=32),
+                  model=dict(quick["model"], n_pix=32, attention_resolutions=[16]),
+                  train=dict(quick["train"], lr=1e-12))
+    monkeypatch.setitem(recipe.PRESETS, "quick_32", stage2)
+    recipe.train_ddpm_recipe("quick_32", out=tmp_path, max_steps=1, **quiet)
+    high, ckpt = checkpoints.load_model("ddpm_32", directory=tmp_path)
+    assert high.net.n_pix == 32 and ckpt["config"]["init_from"].endswith("ddpm.pt")
+    # lr ~ 0: the second stage still holds (up to the EMA of equal weights) the first stage's weights
+    for k, v in low.state_dict().items():
+        assert torch.allclose(v, high.state_dict()[k], atol=1e-6), k
+    bad = dict(stage2, name="ddpm_bad", model=dict(stage2["model"], channels=16, norm_groups=4))
+    monkeypatch.setitem(recipe.PRESETS, "quick_bad", bad)
+    with pytest.raises(ValueError, match="init_from: ddpm .* does not fit this preset's network"):
+        recipe.train_ddpm_recipe("quick_bad", out=tmp_path, max_steps=1, **quiet)
+
+
+def test_orbit_batches_cover_every_orientation_and_shard_by_rank():
+    from torch.utils.data import TensorDataset
+
+    from cosmonb.recipes.diffusion import OrbitBatches, dihedral
+
+    x = torch.randn(3, 1, 4, 4)
+    ds = TensorDataset(x, torch.arange(3.0)[:, None])
+    whole = list(OrbitBatches(ds, batch_size=4, seed=1)(0))
+    assert len(whole) == 6
+    seen = torch.cat([b[0] for b in whole])
+    expected = torch.stack([dihedral(x[i], k) for i in range(3) for k in range(8)])
+    # the 24 items are the 8 symmetries of each of the 3 maps, each once
+    assert all(any(torch.equal(e, s) for s in seen) for e in expected)
+    assert len({tuple(s.flatten().tolist()) for s in seen}) == 24
+    shards = [list(OrbitBatches(ds, batch_size=4, seed=1, rank=r, world_size=2)(0)) for r in range(2)]
+    assert torch.equal(torch.cat([shards[0][0][0], shards[1][0][0]]), whole[0][0])
+    assert not torch.equal(whole[0][0], next(iter(OrbitBatches(ds, batch_size=4, seed=1)(1)))[0])
+
+
+def test_pk_chi2_prefers_the_right_spectrum():
+    from cosmonb.recipes.diffusion import pk_chi2
+
+    rng = np.random.default_rng(0)
+    true = np.exp(0.5 * rng.normal(size=(15, 16, 16)))
+    same = np.exp(0.5 * rng.normal(size=(30, 16, 16)))
+    other = np.exp(1.5 * rng.normal(size=(30, 16, 16)))
+    assert pk_chi2(same, true) < 2 < pk_chi2(other, true)
+    assert pk_chi2(same[:, None], true[:, None]) == pytest.approx(pk_chi2(same, true))
+    with pytest.raises(ValueError, match="generated, simulated: expected maps"):
+        pk_chi2(same[:, :8], true)

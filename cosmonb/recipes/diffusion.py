@@ -339,7 +339,8 @@ def train_ddpm_recipe(preset: str = "quick", *, out, data_root=None, resume: boo
     sets = map_sets(("Mcdm",), d["n_pix"], n_sims=d["n_sims"], maps_per_sim=maps_per_sim, n_params=2,
                     data_root=data_root, seed=seed, augment=False)
     tr = dict(spec["train"])
-    total = tr.pop("max_steps") if max_steps is None else check_int(max_steps, "max_steps", 1)
+    total = tr.pop("max_steps")
+    total = total if max_steps is None else check_int(max_steps, "max_steps", 1)
     ema_decay = tr.pop("ema_decay")
     config = TrainConfig(max_steps=total, seed=seed, progress=bool(progress and main), **tr)
     train_batches = OrbitBatches(sets.train, config.batch_size, seed=seed, rank=distributed.rank(),
