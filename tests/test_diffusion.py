@@ -212,7 +212,8 @@ def _fast_quick(monkeypatch, **score):
     """The quick preset, scored every 4 steps on tiny samples (keeps the recipe tests short)."""
     from cosmonb.recipes import diffusion as recipe
 
-    spec = dict(recipe.PRESETS["quick"], score={"every": 4, "n_sims": 1, "n_generated": 3, "ddim_steps": 3, **score})
+    score = {"every": 4, "n_sims": 1, "n_generated": 3, "ddim_steps": 3, **score}
+    spec = dict(recipe.PRESETS["quick"], score=score)
     monkeypatch.setitem(recipe.PRESETS, "quick", spec)
     return recipe
 

@@ -63,10 +63,12 @@ __all__ = ["PRESETS", "train_ddpm_recipe", "pk_chi2", "score_pk_chi2", "OrbitBat
 #:   width 8 on 16^2 maps of 8 simulations x 4 maps.
 #: * ``cpu``: what ``cosmonb/pretrained/ddpm.pt`` is meant to be: 32^2 maps of 1000
 #:   simulations x 15 maps, the paper's U-Net shape (4 levels, 2 ResNet blocks each,
-#:   attention at 8^2, circular padding) at width 16 (0.57M parameters, 2.3 MB).
-#:   32^2 because a training step at batch 32 costs about 1.0-1.4 s on one thread
-#:   (64^2: about 3.5x more); 12,000 steps (about 25 epochs of the 8-fold orbit) take
-#:   3-4 hours on 2 CPU cores, enough for maps whose P(k) follows the simulator's.
+#:   attention at 8^2, circular padding) at width 16 (0.57M parameters, a 2.3 MB file,
+#:   under the 5 MB limit; width 32 would be 9 MB). 32^2 because one training step at
+#:   batch 32 took 1.5 s (fastest) to 2.4 s (median, on a machine shared by four jobs)
+#:   on one thread, and the same network at 64^2 about 3.5 times as long. 10,000 steps
+#:   (about 26 passes over the 8-fold orbit of the 12,000 training maps) are then 3-4
+#:   hours on 2 cores: enough for the EMA weights to settle at a constant learning rate.
 #: * ``paper``: the paper's first stage, 64^2 maps for 60k iterations, with the
 #:   U-Net of Ho et al. (2020) for CIFAR-10 (width 128, mults 1-2-2-2, attention at
 #:   16^2, dropout 0.1, Adam 2e-4, 5k warm-up steps, EMA 0.9999, batch 128); a GPU job.
@@ -90,7 +92,7 @@ PRESETS = {
         "name": "ddpm",
         "model": {"n_pix": 32, "channels": 16, "channel_mults": [1, 2, 2, 2], "attention_resolutions": [8],
                   "n_res_blocks": 2, "dropout": 0.0, "norm_groups": 8, "timesteps": 1000, "schedule": "cosine"},
-        "train": {"max_steps": 12000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 500, "clip_grad": 1.0,
+        "train": {"max_steps": 10000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 500, "clip_grad": 1.0,
                   "ema_decay": 0.999, "eval_every": 500, "checkpoint_every_steps": 500,
                   "checkpoint_every_minutes": 10.0},
         "data": {"n_pix": 32, "n_sims": 1000, "maps_per_sim": 15},
@@ -126,7 +128,7 @@ _CLIP_X0 = 10.0
 
 # --------------------------------------------------------------------------- data
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Symmetry ``k`` (0-7) of the square applied to the last two axes: ``k % 4`` quarter turns, then a flip if ``k >= 4``.
+    """Symmetry ``k`` (0-7) of the square on the last two axes: ``k % 4`` quarter turns, then a flip if ``k >= 4``.
 
     Example:
         >>> x = torch.arange(4.0).reshape(1, 2, 2)
@@ -324,6 +326,8 @@ def train_ddpm_recipe(preset: str = "quick", *, out, data_root=None, resume: boo
     spec = PRESETS[preset]
     name = spec["name"]
     out = Path(out)
+    if distributed.is_launched() and not distributed.is_initialized():
+        distributed.setup(device)  # ranks are needed before the Trainer (data shards, who writes)
     state = out / f"{name}.state.pt"
     main = distributed.is_main()
     if resume and not state.is_file():
