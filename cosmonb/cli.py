@@ -5,13 +5,14 @@
     python -m cosmonb train flow --preset quick --out runs/   # retrain shipped models into a folder
 
 ``train MODEL``: ``flow`` (= ``flows_1d``, ``flows_2d``, ``flows_cond``, the galaxy
-flows of notebook 02), ``imnn`` (= ``imnn_grf``, ``imnn_lognormal``, the IMNNs of
-notebook 01), or one of those names. Presets (:mod:`cosmonb.recipes.flows`,
-:mod:`cosmonb.recipes.imnn`): ``quick`` (seconds), ``cpu`` (what was shipped),
-``paper`` (the paper's sizes where they differ). Each model leaves ``<out>/<name>.pt``
-and an entry in ``<out>/MANIFEST.json``, which ``checkpoints.load_model(name,
-directory=out)`` loads. The flows train with :class:`cosmonb.train.Trainer` and run
-unchanged under ``torchrun`` (DDP; rank 0 writes).
+flows of notebook 02), ``imnn`` (= ``imnn_grf``, ``imnn_lognormal``, ``imnn_lognormal_refit``,
+the IMNNs of notebook 01), one of those names, or a map model (:data:`MAP_MODELS`: ``ddpm``
+of notebook 05, on CMD Mcdm maps with ``--data-root``). Presets (``cosmonb/recipes/``):
+``quick`` (seconds), ``cpu`` (what was shipped), ``paper`` (the paper's sizes where they
+differ). Each model leaves ``<out>/<name>.pt`` and an entry in ``<out>/MANIFEST.json``,
+which ``checkpoints.load_model(name, directory=out)`` loads. The flows and the map models
+train with :class:`cosmonb.train.Trainer` and run unchanged under ``torchrun`` (DDP; rank 0
+writes).
 """
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ __all__ = ["main", "build_parser", "default_out_dir", "MODELS", "PRESETS", "OUT_
 #: ``train`` targets: a family name -> the shipped checkpoints it trains.
 FAMILIES = {"flow": ("flows_1d", "flows_2d", "flows_cond"),
             "imnn": ("imnn_grf", "imnn_lognormal", "imnn_lognormal_refit")}
-MODELS = tuple(FAMILIES) + FAMILIES["flow"] + FAMILIES["imnn"]
-PRESETS = ("quick", "cpu", "paper")
+#: The map models (notebooks 03-05): name -> (module of cosmonb.recipes, its training function), each
+#: called as ``fn(preset, out=..., data_root=..., resume=..., max_steps=..., seed=..., progress=..., command=...)``.
+MAP_MODELS = {"ddpm": ("diffusion", "train_ddpm_recipe")}
+MODELS = tuple(FAMILIES) + FAMILIES["flow"] + FAMILIES["imnn"] + tuple(MAP_MODELS)
+#: ``paper_256``: the DDPM's second stage (256^2, started from the 64^2 ``paper`` weights).
+PRESETS = ("quick", "cpu", "paper", "paper_256")
 #: Environment variable naming the default ``--out`` folder of ``train``.
 OUT_ENV = "COSMONB_CHECKPOINTS"
 #: Packages ``info`` reports (missing optional ones print "not installed").
@@ -155,7 +160,8 @@ def _data_root(args):
     if not path.is_dir():
         where = "--data-root" if args.data_root is not None else "DATA_ROOT (environment variable)"
         raise CommandError(f"{where}: folder {path} does not exist (expected CAMELS Subfind catalogs "
-                           "<root>/CV_<i>/groups_0XX.hdf5)")
+                           "<root>/CV_<i>/groups_0XX.hdf5 for the flows, CMD maps "
+                           "<root>/Maps_<field>_IllustrisTNG_LH_z=0.00.npy for the map models)")
     return path
 
 
@@ -194,8 +200,25 @@ def cmd_train(args) -> int:
     try:
         import torch
 
-        if not is_imnn and args.threads:
-            torch.set_num_threads(args.threads)
+        if not is_imnn and args.model not in MAP_MODELS:
+            threads = 1 if args.threads is None else args.threads
+            if threads:
+                torch.set_num_threads(threads)
+        if args.model in MAP_MODELS:
+            import importlib
+
+            module, function = MAP_MODELS[args.model]
+            train_fn = getattr(importlib.import_module(f"cosmonb.recipes.{module}"), function)
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            if args.resume and not (out / f"{args.model}.state.pt").is_file() and args.preset != "paper_256":
+                raise CommandError(f"--resume: no training state {out / (args.model + '.state.pt')} to continue "
+                                   "from; train without --resume first (into the same --out)")
+            train_fn(args.preset, out=out, data_root=data_root, resume=args.resume, max_steps=args.max_steps,
+                     seed=args.seed, progress=args.progress, command=command)
+            names = ()
+        elif args.preset == "paper_256":
+            raise CommandError("--preset paper_256: only the ddpm has this stage (256^2 from the 64^2 weights)")
         for name in names:
             if is_imnn:
                 from .recipes.imnn import train_imnn_recipe
@@ -245,12 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a shipped model and write <out>/<name>.pt plus its MANIFEST.json entry.",
         epilog="models: flow = flows_1d, flows_2d, flows_cond (notebook 02; with --data-root, flows_cond needs "
                "ASN1_<i>/ catalogs that record A_SN1, else it is skipped); imnn = imnn_grf, imnn_lognormal "
-               "(notebook 01).\npresets: quick (seconds), cpu (what was shipped), paper (the paper's sizes where "
-               "they differ; see cosmonb/recipes/).\ntorchrun: `python -m torch.distributed.run --nproc_per_node=2 "
+               "(notebook 01); map models: " + ", ".join(MAP_MODELS) + " (notebooks 03-05; --data-root: CMD maps)."
+               "\npresets: quick (seconds), cpu (what was shipped), paper (the paper's sizes where "
+               "they differ; see cosmonb/recipes/), paper_256 (ddpm only).\ntorchrun: `python -m torch.distributed.run --nproc_per_node=2 "
                "-m cosmonb train flow ...` trains the flows with DDP (gloo on CPU, nccl on GPU; rank 0 writes); "
                "the IMNNs run on rank 0 alone (fresh simulations each step), the other ranks exit.")
     train.add_argument("model", choices=MODELS, help="what to train: " + ", ".join(MODELS))
-    train.add_argument("--preset", choices=PRESETS, default="quick", help="quick, cpu or paper (default quick)")
+    train.add_argument("--preset", choices=PRESETS, default="quick", help="quick, cpu, paper or paper_256 (default quick)")
     train.add_argument("--data-root", default=None,
                        help="real CAMELS Subfind catalogs <DIR>/CV_<i>/groups_0XX.hdf5 for the flows "
                             "(default: $DATA_ROOT, else the built-in catalog simulator)")
@@ -259,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     train.add_argument("--max-steps", type=int, default=None, help="cap the optimiser steps")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    train.add_argument("--threads", type=int, default=1,
-                       help="torch CPU threads per process for the flows (default 1: fastest for these small "
-                            "flows; 0 keeps torch's default)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads per process (default: 1 for the flows, the fastest for these small "
+                            "networks; torch's default for the map models; 0 keeps torch's default)")
     train.add_argument("--progress", action="store_true", help="show progress bars")
     train.set_defaults(func=cmd_train)
     return parser

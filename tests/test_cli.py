@@ -163,6 +163,17 @@ def test_train_imnn_refit_starts_from_the_lognormal_network_in_out(tmp_path, cap
     assert ckpt["metadata"]["metrics"]["epochs"] == 2
 
 
+@pytest.mark.parametrize("model", sorted(cli.MAP_MODELS))
+def test_train_map_model_quick_leaves_a_loadable_checkpoint(model, tmp_path):
+    out = tmp_path / model
+    assert cli.main(["train", model, "--preset", "quick", "--max-steps", "2", "--out", str(out)]) == 0
+    loaded, ckpt = checkpoints.load_model(model, directory=out)
+    assert ckpt["config"]["kind"] == {"ddpm": "ddpm", "higlow": "glow", "vdvae": "vdvae"}[model]
+    assert torch.load(out / f"{model}.state.pt", weights_only=False)["step"] == 2
+    assert cli.main(["train", model, "--preset", "quick", "--max-steps", "3", "--out", str(out), "--resume"]) == 0
+    assert torch.load(out / f"{model}.state.pt", weights_only=False)["step"] == 3
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("argv, message", [
     (["train", "glow"], "invalid choice: 'glow'"),
