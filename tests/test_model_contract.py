@@ -35,6 +35,7 @@ TINY = {
     "conditional_maf": ({"features": 2, "context": 2, "transforms": 2, "hidden": [8, 8]},
                         lambda: _flow_batch(2, 2)),
     "imnn": ({"n_params": 2, "in_channels": 1, "widths": [2, 4], "hidden": 8}, _imnn_batch),
+    "glow": ({"n_pix": 8, "levels": 2, "steps": 1, "hidden": 4}, lambda: (torch.randn(6, 1, 8, 8), torch.rand(6, 2))),
 }
 
 
