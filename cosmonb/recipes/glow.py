@@ -122,11 +122,11 @@ def glow_batches(sets, batch_size: int, *, seed: int = 0, rank: int = 0, world_s
         order = np.random.default_rng([seed, epoch]).permutation(len(train_idx))
         for b in range(n_batches):
             rows = train_idx[order[b * batch_size:(b + 1) * batch_size]]
-            mine = rows[rank * per_rank:(rank + 1) * per_rank]
             batch_seed = int(np.random.SeedSequence([seed, epoch, b]).generate_state(1)[0])
-            view = data.CMDDataset.like(sets.train, sets.maps, cond, mine, augment=True, roll=True,
+            view = data.CMDDataset.like(sets.train, sets.maps, cond, rows, augment=True, roll=True,
                                         seed=batch_seed)
-            items = [view[i] for i in range(len(view))]
+            # the whole global batch is drawn (the same augmentations whatever the number of processes)
+            items = [view[i] for i in range(len(view))][rank * per_rank:(rank + 1) * per_rank]
             yield torch.stack([x for x, _ in items]), torch.stack([t for _, t in items])
 
     return batches
