@@ -79,7 +79,7 @@ def test_logdet_equals_numerical_jacobian(kw):
     # the full model's density is the change of variables with a standard-normal latent
     eps = model.flatten_latents(latents)[0]
     expected = torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum() + logabsdet
-    assert abs(float(model.log_prob(x, theta)[0].detach() - expected)) < 1e-8
+    assert abs(float(model.log_prob(x, theta)[0].detach() - expected.detach())) < 1e-8
 
 
 def test_log_prob_bits_per_dim_and_loss_agree():
