@@ -178,6 +178,8 @@ def train_glow_recipe(preset: str = "quick", *, out, data_root=None, resume: boo
         max_steps = check_int(max_steps, "max_steps", 1)
     out = Path(out)
     state = out / f"{GLOW_NAME}.state.pt"
+    if distributed.is_launched():
+        device = distributed.setup(device)  # join the process group first: rank and world size below
     main = distributed.is_main()
     if resume and not state.is_file():
         raise FileNotFoundError(f"resume: no training state {state} to continue from; train without resume "
