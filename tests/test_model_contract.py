@@ -36,6 +36,7 @@ TINY = {
                         lambda: _flow_batch(2, 2)),
     "imnn": ({"n_params": 2, "in_channels": 1, "widths": [2, 4], "hidden": 8}, _imnn_batch),
     "ddpm": ({"n_pix": 8, "channels": 8, "channel_mults": [1, 2], "attention_resolutions": [4], "n_res_blocks": 1, "timesteps": 20}, lambda: (torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.rand(6, 2, generator=torch.Generator().manual_seed(1)))),
+    "glow": ({"n_pix": 8, "levels": 2, "steps": 1, "hidden": 4}, lambda: (torch.randn(6, 1, 8, 8), torch.rand(6, 2))),
 }
 
 
