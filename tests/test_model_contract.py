@@ -35,6 +35,7 @@ TINY = {
     "conditional_maf": ({"features": 2, "context": 2, "transforms": 2, "hidden": [8, 8]},
                         lambda: _flow_batch(2, 2)),
     "imnn": ({"n_params": 2, "in_channels": 1, "widths": [2, 4], "hidden": 8}, _imnn_batch),
+    "vdvae": ({"in_channels": 2, "n_pix": 8, "widths": [8, 4], "enc_blocks": [1, 1], "dec_blocks": [1, 2], "z_channels": [2, 1], "bottleneck": 0.5, "kl_warmup_steps": 10}, lambda: torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(0))),
 }
 
 
