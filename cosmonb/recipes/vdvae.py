@@ -22,8 +22,8 @@ same batches as one never stopped, whatever the number of processes.
 Example:
     >>> codes = np.random.default_rng(0).normal(size=(200, 5))
     >>> theta = codes[:, :2] @ np.array([[1.0, 0.0], [0.5, 2.0]])
-    >>> r2 = linear_probe(codes[:150], theta[:150], codes[150:], theta[150:], epochs=100)
-    >>> bool((r2 > 0.99).all())
+    >>> r2 = linear_probe(codes[:150], theta[:150], codes[150:], theta[150:])
+    >>> bool((r2 > 0.98).all())
     True
 """
 from __future__ import annotations
