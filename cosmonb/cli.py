@@ -6,8 +6,8 @@
 
 ``train MODEL``: ``flow`` (= ``flows_1d``, ``flows_2d``, ``flows_cond``, the galaxy
 flows of notebook 02), ``imnn`` (= ``imnn_grf``, ``imnn_lognormal``, ``imnn_lognormal_refit``,
-the IMNNs of notebook 01), one of those names, or a map model (:data:`MAP_MODELS`: ``ddpm``
-of notebook 05, on CMD Mcdm maps with ``--data-root``). Presets (``cosmonb/recipes/``):
+the IMNNs of notebook 01), one of those names, or a map model (:data:`MAP_MODELS`: ``higlow``, ``vdvae``, ``ddpm`` of notebooks
+03-05, on CMD maps with ``--data-root``). Presets (``cosmonb/recipes/``):
 ``quick`` (seconds), ``cpu`` (what was shipped), ``paper`` (the paper's sizes where they
 differ). Each model leaves ``<out>/<name>.pt`` and an entry in ``<out>/MANIFEST.json``,
 which ``checkpoints.load_model(name, directory=out)`` loads. The flows and the map models
@@ -30,7 +30,8 @@ FAMILIES = {"flow": ("flows_1d", "flows_2d", "flows_cond"),
             "imnn": ("imnn_grf", "imnn_lognormal", "imnn_lognormal_refit")}
 #: The map models (notebooks 03-05): name -> (module of cosmonb.recipes, its training function), each
 #: called as ``fn(preset, out=..., data_root=..., resume=..., max_steps=..., seed=..., progress=..., command=...)``.
-MAP_MODELS = {"ddpm": ("diffusion", "train_ddpm_recipe")}
+MAP_MODELS = {"higlow": ("glow", "train_glow_recipe"), "vdvae": ("vdvae", "train_vdvae_recipe"),
+              "ddpm": ("diffusion", "train_ddpm_recipe")}
 MODELS = tuple(FAMILIES) + FAMILIES["flow"] + FAMILIES["imnn"] + tuple(MAP_MODELS)
 #: ``paper_256``: the DDPM's second stage (256^2, started from the 64^2 ``paper`` weights).
 PRESETS = ("quick", "cpu", "paper", "paper_256")

@@ -37,6 +37,7 @@ TINY = {
     "imnn": ({"n_params": 2, "in_channels": 1, "widths": [2, 4], "hidden": 8}, _imnn_batch),
     "ddpm": ({"n_pix": 8, "channels": 8, "channel_mults": [1, 2], "attention_resolutions": [4], "n_res_blocks": 1, "timesteps": 20}, lambda: (torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.rand(6, 2, generator=torch.Generator().manual_seed(1)))),
     "glow": ({"n_pix": 8, "levels": 2, "steps": 1, "hidden": 4}, lambda: (torch.randn(6, 1, 8, 8), torch.rand(6, 2))),
+    "vdvae": ({"in_channels": 2, "n_pix": 8, "widths": [8, 4], "enc_blocks": [1, 1], "dec_blocks": [1, 2], "z_channels": [2, 1], "bottleneck": 0.5, "kl_warmup_steps": 10}, lambda: torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(0))),
 }
 
 

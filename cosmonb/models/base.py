@@ -164,7 +164,7 @@ def unregister_model(name: str) -> type | None:
 
 def _load_shipped() -> None:
     """Import the modules that register the shipped models (lazily: no import cycle)."""
-    from . import diffusion, flows, glow, imnn  # noqa: F401
+    from . import diffusion, flows, glow, imnn, vdvae  # noqa: F401
 
 
 def registered_models() -> dict[str, type]:

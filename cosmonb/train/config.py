@@ -35,7 +35,10 @@ class TrainConfig:
     ``weight_decay``, ``scheduler`` (None/"constant" or "cosine", stepped every
     optimiser step, after a linear warm-up of ``warmup_steps``),
     ``min_lr_ratio``, ``grad_accum``, ``clip_grad`` (max total gradient
-    norm), ``checkpoint_every_steps`` and/or ``checkpoint_every_minutes``,
+    norm), ``skip_grad_norm`` (skip the optimiser update of a step whose
+    gradient norm, before clipping, exceeds it or is not finite; VDVAE's guard
+    against exploding updates), ``momentum`` (sgd and rmsprop only),
+    ``checkpoint_every_steps`` and/or ``checkpoint_every_minutes``,
     ``ema_decay`` (keep an exponential moving average of the weights),
     ``eval_every`` (steps between validation passes; default once per epoch),
     ``patience`` (early stopping after that many validation passes without an
@@ -62,6 +65,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     grad_accum: int = 1
     clip_grad: float | None = None
+    skip_grad_norm: float | None = None
+    momentum: float = 0.0
     checkpoint_every_steps: int | None = None
     checkpoint_every_minutes: float | None = None
     ema_decay: float | None = None
@@ -90,7 +95,11 @@ class TrainConfig:
         if self.min_lr_ratio > 1:
             raise ValueError(f"min_lr_ratio: expected a number in [0, 1], got {self.min_lr_ratio}")
         self.grad_accum = check_int(self.grad_accum, "grad_accum", 1)
-        for name in ("clip_grad", "checkpoint_every_minutes"):
+        self.momentum = check_float(self.momentum, "momentum", positive=False)
+        if self.momentum and self.optimizer not in ("sgd", "rmsprop"):
+            raise ValueError(f"momentum: only sgd and rmsprop take a momentum, got {self.momentum} with "
+                             f"optimizer {self.optimizer!r}")
+        for name in ("clip_grad", "skip_grad_norm", "checkpoint_every_minutes"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_float(getattr(self, name), name, positive=True))
         for name in ("checkpoint_every_steps", "eval_every", "patience"):

@@ -71,7 +71,8 @@ class Trainer:
 
     ``fit(train_data, val_data=None)`` returns a dict: ``steps``,
     ``train_loss`` (mean per step), ``val_loss`` and ``val_steps``,
-    ``stop_reason``, ``seconds``, ``world_size``. ``trainer.ema`` holds the
+    ``stop_reason``, ``seconds``, ``world_size``, ``skipped_steps`` (updates
+    left out by ``config.skip_grad_norm``). ``trainer.ema`` holds the
     EMA callback (or None); ``trainer.model`` the unwrapped model.
     """
 
@@ -139,6 +140,8 @@ class Trainer:
     def _make_optimizer(self):
         cfg = self.config
         kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+        if cfg.momentum:
+            kwargs["momentum"] = cfg.momentum
         return OPTIMIZERS[cfg.optimizer](self.model.parameters(), **kwargs)
 
     def save_checkpoint(self) -> None:
@@ -249,11 +252,17 @@ class Trainer:
                     self.batches_done = i + 1
                     if not last:
                         continue
-                    if cfg.clip_grad is not None:
-                        norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad))
-                        if norm != norm or norm == float("inf"):
+                    skip = False
+                    if cfg.clip_grad is not None or cfg.skip_grad_norm is not None:
+                        norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad or float("inf")))
+                        finite = norm == norm and norm != float("inf")
+                        skip = cfg.skip_grad_norm is not None and not (finite and norm <= cfg.skip_grad_norm)
+                        if not finite and not skip:
                             raise NonFiniteLossError(f"gradient norm is {norm} at step {self.step + 1}")
-                    self.opt.step()
+                    if skip:  # the step counts (schedule, data) but the weights stay
+                        self.history["skipped_steps"] = self.history.get("skipped_steps", 0) + 1
+                    else:
+                        self.opt.step()
                     self.opt.zero_grad(set_to_none=True)
                     self.sched.step()
                     self.step += 1
@@ -286,7 +295,8 @@ class Trainer:
         return {"steps": self.step, "train_loss": list(self.history["train_loss"]),
                 "val_loss": list(self.history["val_loss"]), "val_steps": list(self.history["val_steps"]),
                 "stop_reason": self.stop_reason, "seconds": self.history["seconds"], "world_size": self.world,
-                "resumed_at": list(self.history.get("resumed_at", []))}
+                "resumed_at": list(self.history.get("resumed_at", [])),
+                "skipped_steps": int(self.history.get("skipped_steps", 0))}
 
 
 class _nullcontext:
