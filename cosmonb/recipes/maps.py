@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import data, sims
 from .._checks import check_int
-from ..constants import PRIOR_HIGH, PRIOR_LOW
+from ..constants import MAPS_PER_SIM, PRIOR_HIGH, PRIOR_LOW
 
 __all__ = ["MapSets", "map_sets", "resolve_data_root"]
 
@@ -80,6 +80,7 @@ def map_sets(fields, n_pix: int = 64, *, n_sims: int = 1000, maps_per_sim: int =
     ``augment`` (the 8 symmetries of the square) and ``roll`` (random periodic
     shifts) apply to the training set only. ``n_params`` keeps the first
     parameters as the condition (2: Omega_m and sigma_8; 6: all of them).
+    ``maps_per_sim`` sizes the built-in set; CMD files always hold 15 per simulation.
     """
     fields = (fields,) if isinstance(fields, str) else tuple(fields)
     n_sims = check_int(n_sims, "n_sims", 1)
@@ -93,8 +94,7 @@ def map_sets(fields, n_pix: int = 64, *, n_sims: int = 1000, maps_per_sim: int =
         maps = sims.simulate(params, fields, n_pix=n_pix, seed=seed, progress=progress)
         source = f"built-in simulator (cosmonb.sims), {n_sims} simulations x {maps_per_sim} maps"
     else:
-        if maps_per_sim != 15:
-            raise ValueError(f"maps_per_sim: CMD files hold 15 maps per simulation, got {maps_per_sim}")
+        maps_per_sim = MAPS_PER_SIM  # CMD files hold 15 maps per simulation, whatever the preset's built-in size
         maps, params = data.load_cmd(root, list(fields), suite=suite, set="LH", n_pix=n_pix,
                                      sims=np.arange(n_sims), progress=progress)
         source = f"CMD files in {root} ({suite} LH, {n_sims} simulations)"
