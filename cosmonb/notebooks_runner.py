@@ -150,10 +150,13 @@ def record_times(summary: list[dict], mode: str, path: Path = ROOT / "bench" / "
 
     data = json.loads(path.read_text()) if path.is_file() else {}
     book = data.setdefault("notebooks", {})
+    # the machine's 1/5/15-minute load when the run ended: a busy shared machine inflates the times
+    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     for run_ in summary:
         if run_["status"] == "ok":
             book.setdefault(run_["notebook"], {})[mode] = {
-                "seconds": run_["seconds"], "measured": time.strftime("%Y-%m-%d"), "machine": machine_info()}
+                "seconds": run_["seconds"], "measured": time.strftime("%Y-%m-%d"), "machine": machine_info(),
+                "load_average": load}
     with atomic_write(path, "w") as f:
         f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(f"run times -> {path}")
