@@ -192,6 +192,9 @@ def test_slider_redraws_the_figure_in_jupyterlab(browser, lab, pattern, descript
         readout = slider.locator(".widget-readout").first
         value_before = readout.inner_text()
         before = figure.screenshot()
+        page.wait_for_timeout(1000)
+        control = {name: _changed(before, figure.screenshot(), lo, hi) for name, lo, hi in panels}
+        assert all(f < 0.001 for f in control.values()), f"the figure changes without a slider move: {control}"
 
         handle = slider.locator(".noUi-handle").first
         hb = handle.bounding_box()
