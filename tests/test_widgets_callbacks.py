@@ -79,7 +79,7 @@ def test_sliders_reject_bad_ranges():
 
 @pytest.mark.parametrize("name, value", [("Omega_m", 0.45), ("sigma_8", 0.95)])
 def test_parameter_explorer_callback_changes_the_map_and_its_power_spectrum(shown, name, value):
-    draw = widgets.simulator_sampler(seed=2, n_pix=32)
+    draw = widgets.simulator_sampler(seed=2, n_pix=16)
     fid = draw(0.3, 0.8)
     reference = (*stats.power_spectrum(fid), "fiducial")
     box = widgets.parameter_explorer(draw, reference, interactive=True)
