@@ -31,7 +31,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("COSMONB_CHROMIUM", "/usr/bin/chromium")
-RUN_TIMEOUT = float(os.environ.get("COSMONB_BROWSER_TIMEOUT", "900"))  # seconds for Run All
+RUN_TIMEOUT = float(os.environ.get("COSMONB_BROWSER_TIMEOUT", "600"))  # seconds for Run All
 
 pytestmark = pytest.mark.browser
 
@@ -221,6 +221,11 @@ def test_slider_redraws_the_figure_in_jupyterlab(browser, lab, pattern, descript
         assert fractions and all(f > 0.005 for f in fractions.values()), \
             f"moving {description} ({value_before} -> {value_after}) did not redraw every panel: {fractions}"
         assert not errors, errors
+    except BaseException:
+        shot = folder / f"failure_{nb.stem}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the failure: {shot}; JupyterLab's log: {folder / 'lab.log'}")
+        raise
     finally:
         page.close()
 
