@@ -34,10 +34,10 @@ from .._checks import check_float, check_int
 from ..models.glow import ConditionalGlow, higlow_posterior
 from ..posteriors import GridPosterior
 from ..runtime import seed_everything
-from .maps import map_sets
+from .maps import map_sets, resolve_data_root
 
 __all__ = ["GLOW_NAME", "PRESETS", "glow_data", "glow_batches", "mean_bits_per_dim", "train_glow_recipe",
-           "HIGlow", "load_higlow", "prior_grid", "exact_bits_per_dim"]
+           "HIGlow", "load_higlow", "prior_grid", "exact_bits_per_dim", "glow_split", "glow_split_index", "SPLIT_FRACTIONS"]
 
 #: The checkpoint name of the shipped HIGlow.
 GLOW_NAME = "higlow"
@@ -87,13 +87,65 @@ PRESETS = {
 }
 
 
+#: Training / validation / test fractions of the simulations (:func:`cosmonb.data.split_by_simulation`).
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
 def glow_data(preset: str = "quick", data_root=None, *, seed: int = 0, progress: bool = False):
     """The HI map sets of ``preset`` (:func:`~cosmonb.recipes.maps.map_sets`, 2 parameters, split by simulation)."""
     if preset not in PRESETS:
         raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
     sizes = PRESETS[preset]["data"]
     return map_sets(("HI",), sizes["n_pix"], n_sims=sizes["n_sims"], maps_per_sim=sizes["maps_per_sim"],
-                    n_params=2, data_root=data_root, seed=seed, augment=True, roll=True, progress=progress)
+                    n_params=2, data_root=data_root, seed=seed, fractions=SPLIT_FRACTIONS, augment=True, roll=True,
+                    progress=progress)
+
+
+def glow_split_index(preset: str = "quick", *, seed: int = 0) -> dict:
+    """``{"train", "val", "test"} -> map indices`` of :func:`glow_data`'s split (by simulation), without any maps.
+
+    Example:
+        >>> {k: len(v) for k, v in glow_split_index("cpu").items()}
+        {'train': 3600, 'val': 450, 'test': 450}
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+    sizes = PRESETS[preset]["data"]
+    parts = data.split_by_simulation(sizes["n_sims"] * sizes["maps_per_sim"], SPLIT_FRACTIONS, seed=seed,
+                                     maps_per_sim=sizes["maps_per_sim"])
+    return dict(zip(("train", "val", "test"), parts))
+
+
+def glow_split(preset: str = "quick", split: str = "test", data_root=None, *, seed: int = 0, select=None):
+    """The maps of one split of :func:`glow_data` without making the others: ``(maps, params, index)``.
+
+    ``maps`` (n, 1, H, W) in physical units, ``params`` (n, 6) and ``index`` (n,) their
+    positions in the whole LH set (map i of simulation i // maps_per_sim), the same maps
+    ``glow_data(preset, data_root, seed=seed)`` puts in ``split``. ``select`` picks
+    positions within the split (e.g. ``np.arange(0, 450, 3)``); default all. With the
+    built-in simulator only those maps are simulated (``sims.simulate(..., indices=)``), so
+    a notebook or a benchmark gets its held-out maps in a second or two.
+
+    Example:
+        >>> maps, params, index = glow_split("quick", "test")
+        >>> full = glow_data("quick")
+        >>> bool(np.array_equal(index, full.splits["test"])), bool(np.array_equal(maps, full.maps[index]))
+        (True, True)
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+    names = ("train", "val", "test")
+    if split not in names:
+        raise ValueError(f"split: expected one of {names}, got {split!r}")
+    sizes = PRESETS[preset]["data"]
+    index = glow_split_index(preset, seed=seed)[split]
+    index = index if select is None else index[np.asarray(select, dtype=np.int64)]
+    if resolve_data_root(data_root) is not None:
+        sets = glow_data(preset, data_root, seed=seed)
+        return np.asarray(sets.maps[index]), sets.params[index], index
+    params, _ = sims.lh_set(sizes["n_sims"], sizes["maps_per_sim"], seed=seed)
+    maps = sims.simulate(params[index], ("HI",), n_pix=sizes["n_pix"], seed=seed, indices=index)
+    return maps, params[index], index
 
 
 def glow_batches(sets, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1):
