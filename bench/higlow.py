@@ -132,14 +132,17 @@ def pk_scores(glow: HIGlow, n_maps: int, seed: int) -> dict:
     out = {"n_maps": n_maps, "n_bins": int(upto.sum()), "k_max": float(k[upto][-1])}
     for key, params, gen_seed in (("prior", prior, seed + 102), ("fixed", fixed, seed + 104)):
         sim = sims.simulate(params, "HI", n_pix=n_pix, seed=seed + (101 if key == "prior" else 103))
-        gen = glow.sample(params[:, :2], n=n_maps, seed=gen_seed)
+        gen = glow.sample(params[:, :2], n=n_maps, seed=gen_seed, redraw=True)
+        redrawn = glow.redrawn
+        z_gen, z_sim = (glow.to_model_units(m).abs().amax(dim=(1, 2, 3)).numpy() for m in (gen, sim))
         pg, ps = (stats.power_spectrum(m[:, 0])[1][:, upto] for m in (gen, sim))
         z = stats.pk_z_scores(pg, ps)
         mean_ratio = pg.mean(0) / ps.mean(0)
         scatter_ratio = pg.std(0, ddof=1) / ps.std(0, ddof=1)
         out[key] = {"max_abs_z": float(np.abs(z).max()), "mean_z2": float(np.mean(z ** 2)), "z": z.tolist(),
                     "mean_ratio_range": [float(mean_ratio.min()), float(mean_ratio.max())],
-                    "scatter_ratio_range": [float(scatter_ratio.min()), float(scatter_ratio.max())]}
+                    "scatter_ratio_range": [float(scatter_ratio.min()), float(scatter_ratio.max())],
+                    "redrawn_non_finite": redrawn, "wild_fraction": float(np.mean(z_gen > z_sim.max()))}
     return out
 
 

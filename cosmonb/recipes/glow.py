@@ -335,6 +335,7 @@ class HIGlow:
     """
 
     names = ("Omega_m", "sigma_8")
+    redrawn = 0
 
     def __init__(self, model: ConditionalGlow, normaliser: dict):
         if not isinstance(model, ConditionalGlow):
@@ -405,13 +406,54 @@ class HIGlow:
         return np.log(arr).sum((1, 2, 3)) + (per_channel * self.n_pix ** 2).sum()
 
     # ------------------------------------------------------------------ the model
-    def sample(self, theta, n: int = 1, *, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
-        """``n`` maps (n, C, H, W) in physical units at ``theta`` (one pair, or n pairs)."""
+    def sample(self, theta, n: int = 1, *, seed: int | None = None, temperature: float = 1.0,
+               redraw: bool = False) -> np.ndarray:
+        """``n`` maps (n, C, H, W) in physical units (float64) at ``theta`` (one pair, or n pairs).
+
+        An inverse flow can send an unlucky latent to inf/NaN. Such maps raise a
+        ``FloatingPointError`` unless ``redraw=True``, which draws each of them again with a
+        new latent (up to 10 times) and says so with a ``RuntimeWarning``; ``self.redrawn``
+        holds how many maps the last call redrew (0 when none), so a caller can report it.
+        """
         n = check_int(n, "n", 1)
         temperature = check_float(temperature, "temperature", positive=True)
         u = torch.as_tensor(self.scale(theta), dtype=torch.float32)
-        z = self.model.sample(n, u, seed=seed, temperature=temperature)
-        return data.denormalise_maps(z.cpu().numpy().astype(np.float64), self.normaliser)
+        u = u.expand(n, -1) if u.ndim == 1 or len(u) == 1 else u
+        maps = self._draw(n, u, seed, temperature)
+        bad = ~np.isfinite(maps).all(axis=(1, 2, 3))
+        self.redrawn = int(bad.sum())
+        if bad.any() and not redraw:
+            raise FloatingPointError(f"sample: {int(bad.sum())} of {n} maps came out non-finite (the inverse flow "
+                                     "overflowed for their latents); pass redraw=True to draw them again (and report "
+                                     "how many), or use a lower temperature")
+        for attempt in range(1, 11):
+            if not bad.any():
+                break
+            rows = np.flatnonzero(bad)
+            again = None if seed is None else int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
+            maps[rows] = self._draw(len(rows), u[rows], again, temperature)
+            bad = ~np.isfinite(maps).all(axis=(1, 2, 3))
+        if bad.any():
+            raise FloatingPointError(f"sample: {int(bad.sum())} of {n} maps stayed non-finite after 10 redraws")
+        if self.redrawn:
+            import warnings
+
+            warnings.warn(f"HIGlow.sample: {self.redrawn} of {n} maps came out non-finite and were drawn again "
+                          "with new latents", RuntimeWarning, stacklevel=2)
+        return maps
+
+    def _draw(self, n, u, seed, temperature) -> np.ndarray:
+        z = self.model.sample(n, u, seed=seed, temperature=temperature).cpu().numpy().astype(np.float64)
+        return self.from_model_units(z)
+
+    def from_model_units(self, z) -> np.ndarray:
+        """The model's ``z`` (N, C, H, W) -> physical maps, in float64 (``x = 10^(mean + std z)``)."""
+        z = np.asarray(z, dtype=np.float64)
+        x = z * self.std[None, :, None, None] + self.mean[None, :, None, None]
+        if self.normaliser["log10"]:
+            with np.errstate(over="ignore"):
+                x = 10.0 ** x - self.normaliser.get("log10_offset", 0.0)
+        return x
 
     @torch.no_grad()
     def log_prob(self, maps, theta) -> np.ndarray:
