@@ -230,7 +230,7 @@ def main(argv=None) -> dict:
     preset, data_seed = extra["preset"], extra.get("trainer", {}).get("seed", 0)
     entry = checkpoints.read_manifest(args.networks).get(GLOW_NAME, {})
     result = {"networks": args.networks or "shipped (cosmonb/pretrained)", "quick": args.quick,
-              "targets": {k: list(v) if not isinstance(v[1], tuple) else [v[0], list(v[1])] for k, v in TARGETS.items()},
+              "targets": {k: [op, list(v) if isinstance(v, tuple) else v] for k, (op, v) in TARGETS.items()},
               "checkpoint": {"file": str(path), "bytes": path.stat().st_size,
                              "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                              "in_manifest": bool(entry), "command": ckpt["metadata"]["command"],

@@ -37,7 +37,8 @@ from ..runtime import seed_everything
 from .maps import map_sets, resolve_data_root
 
 __all__ = ["GLOW_NAME", "PRESETS", "glow_data", "glow_batches", "mean_bits_per_dim", "train_glow_recipe",
-           "HIGlow", "load_higlow", "prior_grid", "exact_bits_per_dim", "glow_split", "glow_split_index", "SPLIT_FRACTIONS"]
+           "HIGlow", "load_higlow", "prior_grid", "exact_bits_per_dim", "glow_split", "glow_split_index",
+           "SPLIT_FRACTIONS"]
 
 #: The checkpoint name of the shipped HIGlow.
 GLOW_NAME = "higlow"
