@@ -411,7 +411,7 @@ class HIGlow:
                redraw: bool = False) -> np.ndarray:
         """``n`` maps (n, C, H, W) in physical units (float64) at ``theta`` (one pair, or n pairs).
 
-        An inverse flow can send an unlucky latent to inf/NaN. Such maps raise a
+        An inverse flow can send an unlucky latent to inf/NaN, or so far that ``10^z`` is 0. Such maps raise a
         ``FloatingPointError`` unless ``redraw=True``, which draws each of them again with a
         new latent (up to 10 times) and says so with a ``RuntimeWarning``; ``self.redrawn``
         holds how many maps the last call redrew (0 when none), so a caller can report it.
@@ -421,11 +421,11 @@ class HIGlow:
         u = torch.as_tensor(self.scale(theta), dtype=torch.float32)
         u = u.expand(n, -1) if u.ndim == 1 or len(u) == 1 else u
         maps = self._draw(n, u, seed, temperature)
-        bad = ~np.isfinite(maps).all(axis=(1, 2, 3))
+        bad = self._unphysical(maps)
         self.redrawn = int(bad.sum())
         if bad.any() and not redraw:
-            raise FloatingPointError(f"sample: {int(bad.sum())} of {n} maps came out non-finite (the inverse flow "
-                                     "overflowed for their latents); pass redraw=True to draw them again (and report "
+            raise FloatingPointError(f"sample: {int(bad.sum())} of {n} maps came out non-finite or zero (the "
+                                     "inverse flow sent their latents beyond what a float holds); pass redraw=True to draw them again (and report "
                                      "how many), or use a lower temperature")
         for attempt in range(1, 11):
             if not bad.any():
@@ -433,15 +433,22 @@ class HIGlow:
             rows = np.flatnonzero(bad)
             again = None if seed is None else int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
             maps[rows] = self._draw(len(rows), u[rows], again, temperature)
-            bad = ~np.isfinite(maps).all(axis=(1, 2, 3))
+            bad = self._unphysical(maps)
         if bad.any():
-            raise FloatingPointError(f"sample: {int(bad.sum())} of {n} maps stayed non-finite after 10 redraws")
+            raise FloatingPointError(f"sample: {int(bad.sum())} of {n} maps stayed non-finite or zero after 10 redraws")
         if self.redrawn:
             import warnings
 
-            warnings.warn(f"HIGlow.sample: {self.redrawn} of {n} maps came out non-finite and were drawn again "
-                          "with new latents", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"HIGlow.sample: {self.redrawn} of {n} maps came out non-finite or zero and were drawn "
+                          "again with new latents", RuntimeWarning, stacklevel=2)
         return maps
+
+    def _unphysical(self, maps) -> np.ndarray:
+        """Maps with a pixel the float64 exponential cannot hold: inf/NaN, or 0 (``z`` beyond about +-300/std)."""
+        bad = ~np.isfinite(maps).all(axis=(1, 2, 3))
+        if self.normaliser["log10"]:  # 10^y underflowed to 0
+            bad |= (maps + self.normaliser.get("log10_offset", 0.0) <= 0).any(axis=(1, 2, 3))
+        return bad
 
     def _draw(self, n, u, seed, temperature) -> np.ndarray:
         z = self.model.sample(n, u, seed=seed, temperature=temperature).cpu().numpy().astype(np.float64)
