@@ -425,8 +425,8 @@ class HIGlow:
         self.redrawn = int(bad.sum())
         if bad.any() and not redraw:
             raise FloatingPointError(f"sample: {int(bad.sum())} of {n} maps came out non-finite or zero (the "
-                                     "inverse flow sent their latents beyond what a float holds); pass redraw=True to draw them again (and report "
-                                     "how many), or use a lower temperature")
+                                     "inverse flow sent their latents beyond what a float holds); pass redraw=True "
+                                     "to draw them again (and report how many), or use a lower temperature")
         for attempt in range(1, 11):
             if not bad.any():
                 break
