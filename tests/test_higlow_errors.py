@@ -205,3 +205,15 @@ def test_simulate_with_indices_reproduces_rows_of_a_larger_set():
     assert np.array_equal(sims.simulate(params[rows], ["HI", "Mcdm"], n_pix=16, seed=2, indices=rows), whole[rows])
     with pytest.raises(ValueError, match="indices: expected 3 non-negative integers"):
         sims.simulate(params[rows], "HI", n_pix=16, indices=[1, 2])
+
+
+def test_maps_the_inverse_flow_overflows_are_never_returned(saved):
+    glow = HIGlow.load(saved)
+    with torch.no_grad():  # the top prior's scale exp(400): every sampled latent overflows float32
+        glow.model.top.net.bias[glow.model.top.net.bias.numel() // 2:] = 400.0
+    with pytest.raises(FloatingPointError, match=r"sample: 3 of 3 maps came out non-finite or zero .*redraw=True"):
+        glow.sample([0.3, 0.8], n=3, seed=0)
+    with pytest.raises(FloatingPointError, match="stayed non-finite or zero after 10 redraws"):
+        glow.sample([0.3, 0.8], n=2, seed=0, redraw=True)
+    fine = HIGlow.load(saved)
+    assert np.isfinite(fine.sample([0.3, 0.8], n=4, seed=0, redraw=True)).all() and fine.redrawn == 0
