@@ -174,6 +174,27 @@ def test_train_map_model_quick_leaves_a_loadable_checkpoint(model, tmp_path):
     assert torch.load(out / f"{model}.state.pt", weights_only=False)["step"] == 3
 
 
+@pytest.fixture(scope="module")
+def cmd_root(tmp_path_factory):
+    """16 simulations x 15 maps of 32^2 in the exact CMD formats (data.write_cmd), all four fields."""
+    from cosmonb import sims
+
+    root = tmp_path_factory.mktemp("cmd")
+    params, _ = sims.lh_set(16, 15, seed=4)
+    maps = sims.simulate(params, sims.FIELDS, n_pix=32, seed=4)
+    data.write_cmd(root, {f: maps[:, c] for c, f in enumerate(sims.FIELDS)}, params[::15])
+    return root
+
+
+@pytest.mark.parametrize("model", sorted(cli.MAP_MODELS))
+def test_train_map_model_on_cmd_files(model, cmd_root, tmp_path, capsys):
+    out = tmp_path / model
+    assert cli.main(["train", model, "--preset", "quick", "--max-steps", "2", "--out", str(out),
+                     "--data-root", str(cmd_root)]) == 0
+    assert f"CMD files in {cmd_root}" in capsys.readouterr().out
+    checkpoints.load_model(model, directory=out)
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("argv, message", [
     (["train", "glow"], "invalid choice: 'glow'"),

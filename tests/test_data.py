@@ -631,7 +631,38 @@ def test_map_sets_read_real_cmd_files_through_data_root(tmp_path):
     np.testing.assert_allclose(sets.params, params, atol=1e-6)
     x, u = sets.test[0]
     assert tuple(x.shape) == (2, 8, 8) and tuple(u.shape) == (6,)
-    with pytest.raises(ValueError, match="15 maps per simulation"):
-        map_sets("HI", n_pix=8, n_sims=4, maps_per_sim=5, data_root=tmp_path)
+    assert len(map_sets("HI", n_pix=8, n_sims=4, maps_per_sim=5, data_root=tmp_path).maps) == 60  # CMD: 15 per sim
     with pytest.raises(ValueError, match="expected \\(60, n, n\\)"):
         write_cmd(tmp_path, {"HI": maps[:10, 0]}, params[::15])
+
+
+def test_augmented_batches_depend_on_seed_and_epoch_only_shard_by_rank_and_move_pixels_only():
+    from cosmonb.recipes.maps import AugmentedBatches, dihedral, fixed_batches
+
+    torch = pytest.importorskip("torch")
+    maps = torch.randn(12, 1, 6, 6)
+    items = [(maps[i], torch.tensor([float(i)])) for i in range(12)]
+    batches = AugmentedBatches(items, 4, seed=3, roll=True)
+    first = list(batches(0))
+    assert len(first) == len(batches) == 3
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, batches(0)))  # a function of (seed, epoch)
+    assert not torch.equal(first[0][0], next(iter(batches(1)))[0])
+    assert sorted(float(t) for _, th in first for t in th) == [float(i) for i in range(12)]  # a permutation
+    # each item is one of the 8 symmetries of its map, periodically shifted: same pixel values, moved
+    orbit = lambda m: [torch.roll(dihedral(m, k), (dy, dx), (-2, -1)) for k in range(8) for dy in range(6)
+                       for dx in range(6)]
+    for x, th in first:
+        for xi, ti in zip(x, th):
+            assert any(torch.equal(xi, o) for o in orbit(maps[int(ti)]))
+    assert any(not torch.equal(xi, maps[int(ti)]) for x, th in first for xi, ti in zip(x, th))
+    # two processes split every global batch into contiguous halves
+    halves = [list(AugmentedBatches(items, 4, seed=3, roll=True, rank=r, world_size=2)(0)) for r in (0, 1)]
+    for whole, a, b in zip(first, *halves):
+        assert torch.equal(torch.cat([a[0], b[0]]), whole[0]) and torch.equal(torch.cat([a[1], b[1]]), whole[1])
+    plain = next(iter(AugmentedBatches(items, 4, seed=3, symmetries=False)(0)))
+    assert all(torch.equal(xi, maps[int(ti)]) for xi, ti in zip(*plain))
+    assert [len(b[0]) for b in fixed_batches(items, 5)] == [5, 5, 2]
+    with pytest.raises(ValueError, match="must divide"):
+        AugmentedBatches(items, 3, world_size=2)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        AugmentedBatches(items[:2], 4)

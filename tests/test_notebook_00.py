@@ -1,7 +1,6 @@
 """Notebook 00 under papermill in quick mode: it runs, and its recorded numbers make sense."""
 
 import re
-import time
 
 import nbformat
 import numpy as np
@@ -14,8 +13,7 @@ NAME = "00_fields_and_power_spectra.ipynb"
 
 @pytest.mark.notebook
 def test_notebook_00_runs_in_quick_mode_and_records_its_numbers(notebook_run):
-    records, seconds = notebook_run(NAME)
-    assert seconds < 120, f"quick mode took {seconds:.0f} s"
+    records, _ = notebook_run(NAME)  # run times are measured by `make run` (bench/results/notebooks.json), not here
     # the exact posterior of one 64x64 map is informative, Omega_m better than sigma_8 (as in the DDPM paper on
     # CMD; simulator v2, quick mode: 0.028 and 0.074), and the two strongly anti-correlated (-0.98) but not one line
     assert 0.01 < records["exact_sigma_omega_m"] < 0.06
@@ -64,10 +62,8 @@ def test_notebook_00_fails_fast_on_a_data_root_without_cmd_files(tmp_path):
 
     empty = tmp_path / "no_cmd_files_here"
     empty.mkdir()
-    start = time.perf_counter()
     with pytest.raises(PapermillExecutionError) as info:
         execute_notebook(NAME, tmp_path, parameters={"DATA_ROOT": str(empty)})
-    seconds = time.perf_counter() - start
     err = info.value
     assert err.ename == "FileNotFoundError"
     assert "DATA_ROOT" in err.evalue and "Maps_Mcdm_IllustrisTNG_LH_z=0.00.npy" in err.evalue
@@ -76,7 +72,6 @@ def test_notebook_00_fails_fast_on_a_data_root_without_cmd_files(tmp_path):
     nb = nbformat.read(NOTEBOOKS / NAME, as_version=4)
     params_cell = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     assert err.cell_index <= params_cell + 2, f"DATA_ROOT failed only in cell {err.cell_index}"
-    assert seconds < 60, f"DATA_ROOT check took {seconds:.0f} s"
 
 
 def _text(nb):

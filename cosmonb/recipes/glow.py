@@ -10,8 +10,9 @@ bits per dimension on the validation and test maps; and saves it with
 :func:`cosmonb.checkpoints.save_model` and the data normaliser.
 
 Augmentation (one of the 8 symmetries of the square and a random periodic
-roll per map, the training set only) is drawn from a generator seeded by
-``(seed, epoch, batch)``, so the batches are a function of the step alone: a
+roll per map, the training set only) comes from
+:class:`~cosmonb.recipes.maps.AugmentedBatches`, drawn from ``(seed, epoch)``, so the
+batches are a function of the step alone: a
 killed run resumed from ``<out>/higlow.state.pt`` ends with the same weights
 as one that was never stopped, and a run on N processes sees the same global
 batches as one on one process.
@@ -34,9 +35,9 @@ from .._checks import check_float, check_int
 from ..models.glow import ConditionalGlow, higlow_posterior
 from ..posteriors import GridPosterior
 from ..runtime import seed_everything
-from .maps import map_sets, resolve_data_root
+from .maps import AugmentedBatches, map_sets, resolve_data_root
 
-__all__ = ["GLOW_NAME", "PRESETS", "glow_data", "glow_batches", "mean_bits_per_dim", "train_glow_recipe",
+__all__ = ["GLOW_NAME", "PRESETS", "glow_data", "mean_bits_per_dim", "train_glow_recipe",
            "HIGlow", "load_higlow", "prior_grid", "exact_bits_per_dim", "glow_split", "glow_split_index",
            "SPLIT_FRACTIONS"]
 
@@ -98,8 +99,7 @@ def glow_data(preset: str = "quick", data_root=None, *, seed: int = 0, progress:
         raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
     sizes = PRESETS[preset]["data"]
     return map_sets(("HI",), sizes["n_pix"], n_sims=sizes["n_sims"], maps_per_sim=sizes["maps_per_sim"],
-                    n_params=2, data_root=data_root, seed=seed, fractions=SPLIT_FRACTIONS, augment=True, roll=True,
-                    progress=progress)
+                    n_params=2, data_root=data_root, seed=seed, fractions=SPLIT_FRACTIONS, progress=progress)
 
 
 def glow_split_index(preset: str = "quick", *, seed: int = 0) -> dict:
@@ -147,47 +147,6 @@ def glow_split(preset: str = "quick", split: str = "test", data_root=None, *, se
     params, _ = sims.lh_set(sizes["n_sims"], sizes["maps_per_sim"], seed=seed)
     maps = sims.simulate(params[index], ("HI",), n_pix=sizes["n_pix"], seed=seed, indices=index)
     return maps, params[index], index
-
-
-def glow_batches(sets, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1):
-    """``epoch -> batches`` of augmented training maps, each a function of (seed, epoch, batch) alone.
-
-    Each epoch is a permutation of the training maps (seeded by ``(seed, epoch)``)
-    cut into global batches of ``batch_size`` (the last incomplete one dropped);
-    batch ``b`` is drawn with the 8 square symmetries and periodic rolls of a
-    :class:`~cosmonb.data.CMDDataset` seeded by ``(seed, epoch, b)``. Process
-    ``rank`` of ``world_size`` takes its ``batch_size // world_size`` rows of each.
-
-    Example:
-        >>> sets = glow_data("quick")
-        >>> batches = glow_batches(sets, 8)
-        >>> x, theta = next(iter(batches(0)))
-        >>> tuple(x.shape), tuple(theta.shape), torch.equal(x, next(iter(batches(0)))[0])
-        ((8, 1, 16, 16), (8, 2), True)
-    """
-    batch_size = check_int(batch_size, "batch_size", 1)
-    if batch_size % world_size:
-        raise ValueError(f"batch_size: the global batch ({batch_size}) must divide among {world_size} processes")
-    train_idx = np.asarray(sets.splits["train"])
-    n_params = len(sets.normaliser["param_shift"])
-    cond = np.ascontiguousarray(sets.params[:, :n_params])
-    per_rank = batch_size // world_size
-    n_batches = len(train_idx) // batch_size
-    if n_batches < 1:
-        raise ValueError(f"batch_size: {len(train_idx)} training maps are fewer than one batch of {batch_size}")
-
-    def batches(epoch: int):
-        order = np.random.default_rng([seed, epoch]).permutation(len(train_idx))
-        for b in range(n_batches):
-            rows = train_idx[order[b * batch_size:(b + 1) * batch_size]]
-            batch_seed = int(np.random.SeedSequence([seed, epoch, b]).generate_state(1)[0])
-            view = data.CMDDataset.like(sets.train, sets.maps, cond, rows, augment=True, roll=True,
-                                        seed=batch_seed)
-            # the whole global batch is drawn (the same augmentations whatever the number of processes)
-            items = [view[i] for i in range(len(view))][rank * per_rank:(rank + 1) * per_rank]
-            yield torch.stack([x for x, _ in items]), torch.stack([t for _, t in items])
-
-    return batches
 
 
 @torch.no_grad()
@@ -263,7 +222,7 @@ def train_glow_recipe(preset: str = "quick", *, out, data_root=None, resume: boo
         log(f"[cosmonb train] {GLOW_NAME} ({preset}): {len(sets.splits['train'])} training maps "
             f"({sets.source}); {total} steps of {bs} on {world} process(es)")
     trainer = Trainer(model, config, checkpoint=state, device=device)
-    batches = glow_batches(sets, bs, seed=seed, rank=distributed.rank(), world_size=world)
+    batches = AugmentedBatches(sets.train, bs, seed=seed, roll=True, rank=distributed.rank(), world_size=world)
     result = trainer.fit(batches, sets.val)
     path = out / f"{GLOW_NAME}.pt"
     if main:

@@ -15,6 +15,11 @@ parameters scaled to [0, 1] over the LH prior,
   ``Maps_{field}_{suite}_LH_z=0.00.npy`` and ``params_LH_{suite}.txt``, read with
   :func:`cosmonb.data.load_cmd` and block-averaged to ``n_pix``.
 
+:class:`AugmentedBatches` feeds the :class:`~cosmonb.train.Trainer`: ``epoch -> batches``
+with the symmetries of the periodic square (8 rotations and flips, optionally random
+periodic rolls) drawn from ``(seed, epoch)`` alone, so a run resumed mid-epoch sees the
+same batches, and any number of processes the same global batch.
+
 Example:
     >>> sets = map_sets(("HI",), n_pix=16, n_sims=10, maps_per_sim=2)
     >>> x, u = sets.train[0]
@@ -28,12 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import data, sims
 from .._checks import check_int
-from ..constants import PRIOR_HIGH, PRIOR_LOW
+from ..constants import MAPS_PER_SIM, PRIOR_HIGH, PRIOR_LOW
 
-__all__ = ["MapSets", "map_sets", "resolve_data_root"]
+__all__ = ["MapSets", "map_sets", "resolve_data_root", "AugmentedBatches", "fixed_batches", "dihedral"]
 
 
 @dataclass
@@ -74,12 +80,15 @@ def resolve_data_root(data_root=None):
 
 def map_sets(fields, n_pix: int = 64, *, n_sims: int = 1000, maps_per_sim: int = 15, n_params: int = 2,
              data_root=None, suite: str = "IllustrisTNG", fractions=(0.8, 0.1, 0.1), seed: int = 0,
-             augment: bool = True, roll: bool = False, progress: bool = False) -> MapSets:
+             augment: bool = False, roll: bool = False, progress: bool = False) -> MapSets:
     """Split LH maps of ``fields`` by simulation into normalised training / validation / test sets.
 
     ``augment`` (the 8 symmetries of the square) and ``roll`` (random periodic
-    shifts) apply to the training set only. ``n_params`` keeps the first
+    shifts) make the training set draw them per item, from a stream the trainer's
+    state does not hold; training recipes leave them off and use
+    :class:`AugmentedBatches`, whose draws depend on ``(seed, epoch)`` only. ``n_params`` keeps the first
     parameters as the condition (2: Omega_m and sigma_8; 6: all of them).
+    ``maps_per_sim`` sizes the built-in set; CMD files always hold 15 per simulation.
     """
     fields = (fields,) if isinstance(fields, str) else tuple(fields)
     n_sims = check_int(n_sims, "n_sims", 1)
@@ -93,8 +102,7 @@ def map_sets(fields, n_pix: int = 64, *, n_sims: int = 1000, maps_per_sim: int =
         maps = sims.simulate(params, fields, n_pix=n_pix, seed=seed, progress=progress)
         source = f"built-in simulator (cosmonb.sims), {n_sims} simulations x {maps_per_sim} maps"
     else:
-        if maps_per_sim != 15:
-            raise ValueError(f"maps_per_sim: CMD files hold 15 maps per simulation, got {maps_per_sim}")
+        maps_per_sim = MAPS_PER_SIM  # CMD files hold 15 maps per simulation, whatever the preset's built-in size
         maps, params = data.load_cmd(root, list(fields), suite=suite, set="LH", n_pix=n_pix,
                                      sims=np.arange(n_sims), progress=progress)
         source = f"CMD files in {root} ({suite} LH, {n_sims} simulations)"
@@ -107,3 +115,90 @@ def map_sets(fields, n_pix: int = 64, *, n_sims: int = 1000, maps_per_sim: int =
     test = data.CMDDataset.like(train, maps, cond, test_idx)
     return MapSets(train, val, test, maps, params, {"train": train_idx, "val": val_idx, "test": test_idx},
                    fields, source)
+
+
+# --------------------------------------------------------------------------- batches
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Symmetry ``k`` (0-7) of the square on the last two axes: ``k % 4`` quarter turns, then a flip if ``k >= 4``.
+
+    Example:
+        >>> x = torch.arange(4.0).reshape(1, 2, 2)
+        >>> [dihedral(x, k)[0, 0].tolist() for k in (0, 1, 4)]
+        [[0.0, 1.0], [1.0, 3.0], [1.0, 0.0]]
+    """
+    if not 0 <= int(k) < 8:
+        raise ValueError(f"k: expected a symmetry index in 0..7, got {k}")
+    x = torch.rot90(x, int(k) % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+class AugmentedBatches:
+    """Training batches ``epoch -> iterator of (x, theta)``, a function of ``(seed, epoch)`` alone.
+
+    Each epoch draws, from ``np.random.default_rng([seed, epoch])``, a permutation of the
+    dataset's items ``(x, theta)`` and, per item, one of the 8 symmetries of the square
+    (``symmetries=True``) and a periodic shift ``(dy, dx)`` (``roll=True``). The permutation is
+    cut into global batches of ``batch_size`` (the last incomplete one dropped); process
+    ``rank`` of ``world_size`` takes the ``rank``-th contiguous share of each. Nothing depends on the
+    global RNG or on earlier calls, so a resumed :class:`~cosmonb.train.Trainer` sees the
+    same batches, and 1 or N processes the same global batch. ``len()`` is the number of
+    batches per epoch.
+
+    Example:
+        >>> items = [(torch.full((1, 4, 4), float(i)), torch.tensor([i / 10])) for i in range(10)]
+        >>> batches = AugmentedBatches(items, 4, seed=1, roll=True)
+        >>> x, theta = next(iter(batches(0)))
+        >>> len(batches), tuple(x.shape), torch.equal(x, next(iter(batches(0)))[0])
+        (2, (4, 1, 4, 4), True)
+    """
+
+    def __init__(self, dataset, batch_size: int, *, seed: int = 0, symmetries: bool = True, roll: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        self.dataset = dataset
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.world = check_int(world_size, "world_size", 1)
+        self.rank = check_int(rank, "rank", 0)
+        if self.rank >= self.world:
+            raise ValueError(f"rank: expected 0 <= rank < world_size={self.world}, got {rank}")
+        if self.batch_size % self.world:
+            raise ValueError(f"batch_size: the global batch ({batch_size}) must divide among {world_size} processes")
+        self.seed, self.symmetries, self.roll = int(seed), bool(symmetries), bool(roll)
+        if len(self) < 1:
+            raise ValueError(f"dataset: {len(dataset)} maps are fewer than one batch of {batch_size}")
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    def __call__(self, epoch: int = 0):
+        n = len(self.dataset)
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        order, symmetry, shift = rng.permutation(n), rng.integers(0, 8, size=n), rng.random((n, 2))
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            xs, thetas = [], []
+            per = self.batch_size // self.world
+            for j in range(start + self.rank * per, start + (self.rank + 1) * per):
+                x, theta = self.dataset[int(order[j])]
+                if self.symmetries:
+                    x = dihedral(x, int(symmetry[j]))
+                if self.roll:
+                    dy, dx = (shift[j] * np.array(x.shape[-2:])).astype(int)
+                    x = torch.roll(x, (int(dy), int(dx)), dims=(-2, -1))
+                xs.append(x)
+                thetas.append(theta)
+            yield torch.stack(xs), torch.stack(thetas)
+
+
+def fixed_batches(dataset, batch_size: int, rank: int = 0, world_size: int = 1) -> list:
+    """The items of ``dataset`` in order, as a list of ``(x, theta)`` batches (rows ``rank::world_size``).
+
+    Validation and test sets: the same batches every time, no augmentation.
+
+    Example:
+        >>> items = [(torch.zeros(1, 2, 2), torch.tensor([float(i)])) for i in range(5)]
+        >>> [tuple(t.flatten().tolist()) for _, t in fixed_batches(items, 2)]
+        [(0.0, 1.0), (2.0, 3.0), (4.0,)]
+    """
+    batch_size = check_int(batch_size, "batch_size", 1)
+    items = [dataset[i] for i in range(rank, len(dataset), world_size)]
+    return [(torch.stack([x for x, _ in items[i:i + batch_size]]), torch.stack([t for _, t in items[i:i + batch_size]]))
+            for i in range(0, len(items), batch_size)]

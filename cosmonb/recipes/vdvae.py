@@ -16,7 +16,7 @@ probes the codes (:func:`encode_dataset`, :func:`linear_probe`) and saves
 the model with :func:`cosmonb.checkpoints.save_model`.
 
 The training maps are augmented with the 8 symmetries of the square, drawn per
-epoch from ``(seed, epoch)`` (:func:`epoch_batches`), so a resumed run sees the
+epoch from ``(seed, epoch)`` (:class:`~cosmonb.recipes.maps.AugmentedBatches`), so a resumed run sees the
 same batches as one never stopped, whatever the number of processes.
 
 Example:
@@ -42,9 +42,9 @@ from ..constants import PARAM_NAMES
 from ..models.base import seeded_rng
 from ..models.vdvae import VDVAE
 from ..runtime import seed_everything
-from .maps import map_sets
+from .maps import AugmentedBatches, fixed_batches, map_sets
 
-__all__ = ["NAME", "FIELDS", "N_PARAMS", "PRESETS", "PAPER_R2", "train_vdvae_recipe", "epoch_batches",
+__all__ = ["NAME", "FIELDS", "N_PARAMS", "PRESETS", "PAPER_R2", "train_vdvae_recipe",
            "encode_dataset", "negative_elbo_per_dim", "linear_probe", "r2_score"]
 
 #: The checkpoint's name.
@@ -115,61 +115,6 @@ PRESETS = {
 }
 
 
-# --------------------------------------------------------------------------- data
-def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Symmetry ``k`` in 0..7 of the square on the last two axes: a rotation by k * 90 degrees, then a flip."""
-    y = torch.rot90(x, k % 4, dims=(-2, -1))
-    return torch.flip(y, dims=(-1,)) if k >= 4 else y
-
-
-def epoch_batches(dataset, batch_size: int, *, seed: int = 0, augment: bool = True, rank: int = 0,
-                  world_size: int = 1):
-    """``epoch -> iterator of (x, theta) batches``, a function of ``(seed, epoch)`` only.
-
-    Each epoch shuffles ``dataset`` (items ``(x, theta)``) and, with
-    ``augment``, applies one of the 8 symmetries of the square per map, all
-    drawn from ``np.random.default_rng([seed, epoch])``; the last incomplete
-    batch is dropped. ``rank`` of ``world_size`` processes gets rows
-    ``rank::world_size`` of every global batch. Nothing depends on how often
-    it was called before, so a resumed :class:`~cosmonb.train.Trainer` sees the
-    same batches.
-
-    Example:
-        >>> data = [(torch.full((1, 2, 2), float(i)), torch.tensor([i])) for i in range(10)]
-        >>> batches = epoch_batches(data, 4, seed=1)
-        >>> [b[1].tolist() for b in batches(0)] == [b[1].tolist() for b in batches(0)], len(list(batches(1)))
-        (True, 2)
-    """
-    batch_size = check_int(batch_size, "batch_size", 1)
-    world_size = check_int(world_size, "world_size", 1)
-    if batch_size % world_size:
-        raise ValueError(f"batch_size: the global batch ({batch_size}) must divide among {world_size} processes")
-    n = len(dataset)
-    if n < batch_size:
-        raise ValueError(f"dataset: {n} maps are fewer than one batch of {batch_size}")
-
-    def batches(epoch: int):
-        rng = np.random.default_rng([int(seed), int(epoch)])
-        order, symmetry = rng.permutation(n), rng.integers(0, 8, size=n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            xs, ts = [], []
-            for j in range(start + rank, start + batch_size, world_size):
-                x, theta = dataset[int(order[j])]
-                xs.append(_dihedral(x, int(symmetry[j])) if augment else x)
-                ts.append(theta)
-            yield torch.stack(xs), torch.stack(ts)
-
-    return batches
-
-
-def _fixed_batches(dataset, batch_size: int, rank: int = 0, world_size: int = 1) -> list:
-    """The maps of ``dataset`` in order as a list of (x, theta) batches; this process's rows only."""
-    rows = range(rank, len(dataset), world_size)
-    items = [dataset[i] for i in rows]
-    return [(torch.stack([x for x, _ in items[i:i + batch_size]]), torch.stack([t for _, t in items[i:i + batch_size]]))
-            for i in range(0, len(items), batch_size)]
-
-
 @torch.no_grad()
 def encode_dataset(model: VDVAE, dataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """``(codes (N, code_length), theta (N, P))`` of every map of ``dataset``, in order.
@@ -189,7 +134,7 @@ def encode_dataset(model: VDVAE, dataset, batch_size: int = 64) -> tuple[np.ndar
     model.eval()
     codes, params = [], []
     try:
-        for x, u in _fixed_batches(dataset, batch_size):
+        for x, u in fixed_batches(dataset, batch_size):
             codes.append(model.encode(x.to(device)).cpu().numpy())
             params.append(u.numpy())
     finally:
@@ -211,7 +156,7 @@ def negative_elbo_per_dim(model: VDVAE, dataset, batch_size: int = 64) -> float:
     model.eval()
     total, count = 0.0, 0
     try:
-        for x, _ in _fixed_batches(dataset, check_int(batch_size, "batch_size", 1)):
+        for x, _ in fixed_batches(dataset, check_int(batch_size, "batch_size", 1)):
             total += float(model.loss(x.to(device))) * len(x)
             count += len(x)
     finally:
@@ -333,8 +278,8 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
         state.unlink(missing_ok=True)  # a fresh run replaces an earlier run's state
     distributed.barrier()
     world, rank = distributed.world_size(), distributed.rank()
-    train_data = epoch_batches(sets.train, bs, seed=seed, augment=True, rank=rank, world_size=world)
-    val_data = _fixed_batches(sets.val, bs, rank, world)
+    train_data = AugmentedBatches(sets.train, bs, seed=seed, rank=rank, world_size=world)
+    val_data = fixed_batches(sets.val, bs, rank, world)
     if main:
         log(f"[cosmonb train] {NAME} ({preset}): {len(sets.train)} training maps {FIELDS} at {dset['n_pix']}^2 "
             f"from {sets.source}; {total} steps of {bs} on {world} process(es)")
