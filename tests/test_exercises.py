@@ -108,11 +108,36 @@ def ns_02():
             "n_out": int(round(0.05 * len(test["sim"])))}
 
 
+def ns_03():
+    import math
+
+    from cosmonb import sims, stats
+    from cosmonb.plotting import plot_pk_comparison
+    from cosmonb.recipes.glow import HIGlow, glow_split
+
+    torch.set_num_threads(1)
+    glow = HIGlow.load()
+    n_pix = glow.model.n_pix
+
+    def simulate_hi(theta, n, seed):  # as in the notebook's section 2
+        p = sims.sample_prior(n, seed=seed)
+        p[:, :2] = theta
+        return sims.simulate(p, "HI", n_pix=n_pix, seed=seed)
+
+    test_maps, test_params, _ = glow_split("cpu", "test", select=np.arange(0, 450, 150))
+    k_all, _ = stats.power_spectrum_bins(n_pix, sims.BOX_SIZE)
+    upto = k_all <= math.pi * n_pix / sims.BOX_SIZE
+    return {"np": np, "sims": sims, "stats": stats, "plot_pk_comparison": plot_pk_comparison, "glow": glow,
+            "simulate_hi": simulate_hi, "upto": upto, "k": k_all[upto], "N_PIX": n_pix, "test_maps": test_maps,
+            "pick": [0], "posts": [glow.posterior(test_maps[0], 20)]}
+
+
 #: notebook -> (namespace builder, a check of each solution's namespace after it ran)
 NAMESPACES = {
     "00_fields_and_power_spectra.ipynb": ns_00,
     "01_imnn_abc_delfi.ipynb": ns_01,
     "02_galaxy_flows.ipynb": ns_02,
+    "03_higlow.ipynb": ns_03,
 }
 #: what each solution must leave behind, and a sanity check of it
 CHECKS = {
@@ -125,6 +150,9 @@ CHECKS = {
     ("02_galaxy_flows.ipynb", 1): lambda ns: np.isfinite(ns["d"]).all(),
     ("02_galaxy_flows.ipynb", 2): lambda ns: 0 < ns["shift"].max() < 0.5,
     ("02_galaxy_flows.ipynb", 3): lambda ns: ns["bad"].sum() == ns["n_out"],
+    ("03_higlow.ipynb", 0): lambda ns: ns["pk_cold"].shape == ns["pk_sim"].shape and np.isfinite(ns["pk_cold"]).all(),
+    ("03_higlow.ipynb", 1): lambda ns: ns["post"].ess >= 1 and np.isfinite(ns["post"].mmse).all(),
+    ("03_higlow.ipynb", 2): lambda ns: 0.1 <= ns["est"][:, 0].mean() <= 0.5 and 0.1 <= ns["ex"][0] <= 0.5,
 }
 NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
