@@ -35,7 +35,7 @@ from .._checks import check_float, check_int
 from ..models.glow import ConditionalGlow, higlow_posterior
 from ..posteriors import GridPosterior
 from ..runtime import seed_everything
-from .maps import AugmentedBatches, map_sets, resolve_data_root
+from .maps import AugmentedBatches, fixed_batches, map_sets, resolve_data_root
 
 __all__ = ["GLOW_NAME", "PRESETS", "glow_data", "mean_bits_per_dim", "train_glow_recipe",
            "HIGlow", "load_higlow", "prior_grid", "exact_bits_per_dim", "glow_split", "glow_split_index",
@@ -157,12 +157,9 @@ def mean_bits_per_dim(model: ConditionalGlow, dataset, *, batch_size: int = 64) 
     like = next(model.parameters())
     total, count = 0.0, 0
     try:
-        for start in range(0, len(dataset), batch_size):
-            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            x = torch.stack([x for x, _ in items]).to(like)
-            theta = torch.stack([t for _, t in items]).to(like)
-            total += float(model.bits_per_dim(x, theta).double().sum())
-            count += len(items)
+        for x, theta in fixed_batches(dataset, batch_size):
+            total += float(model.bits_per_dim(x.to(like), theta.to(like)).double().sum())
+            count += len(x)
     finally:
         model.train(was)
     if count == 0:
