@@ -321,12 +321,20 @@ class VDVAE(Model):
                              f"{self.n_pix}), got {type(x).__name__}")
         want = (self.in_channels, self.n_pix, self.n_pix)
         if x.ndim != 4 or tuple(x.shape[1:]) != want or x.shape[0] < 1:
+            why = ""
+            if x.ndim == 4 and x.shape[1] != self.in_channels:
+                why = f": {x.shape[1]} channel(s), but the model was built for {self.in_channels}"
+            elif x.ndim == 4 and tuple(x.shape[2:]) != want[1:]:
+                why = f": {x.shape[2]} x {x.shape[3]} pixels, but the model was built for {want[1]} x {want[2]}"
             raise ValueError(f"{name}: expected maps of shape (N, {want[0]}, {want[1]}, {want[2]}), "
-                             f"got {tuple(x.shape)}")
+                             f"got {tuple(x.shape)}{why}")
         if not x.is_floating_point():
             raise ValueError(f"{name}: expected floating-point maps, got {x.dtype}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name}: expected finite values, found NaN/inf")
+        finite = torch.isfinite(x).flatten(1).all(1)
+        if not bool(finite.all()):
+            bad = torch.nonzero(~finite).flatten().tolist()
+            raise ValueError(f"{name}: expected finite values, found NaN/inf in map(s) {bad[:10]}"
+                             f"{' ...' if len(bad) > 10 else ''} of the batch of {len(x)}")
         return x
 
     @staticmethod
@@ -426,13 +434,17 @@ class VDVAE(Model):
         return self(x, use_mean=True).mean
 
     @torch.no_grad()
-    def sample(self, n: int, cond=None, *, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def sample(self, n: int, cond=None, *, seed: int | None = None, temperature: float = 1.0,
+               noise: bool = False) -> torch.Tensor:
         """``n`` maps (N, C, n_pix, n_pix): latents from the prior at ``temperature``, then the likelihood's
-        mean (the smooth map; the per-pixel noise is not added)."""
+        mean (the smooth map; ``noise=True`` adds the likelihood's per-pixel noise, a draw of p(x | z))."""
         self._unconditional(cond)
         n = check_int(n, "n", 1)
         temperature = check_float(temperature, "temperature", positive=False)
         device = self.top_state.device
         with seeded_rng(seed, device):
             h, _ = self._top_down(n, None, temperature=temperature)
-        return self._likelihood(h)[0]
+            mean, log_scale = self._likelihood(h)
+            if noise:
+                mean = mean + torch.exp(log_scale) * torch.randn_like(mean)
+        return mean

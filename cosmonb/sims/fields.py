@@ -638,13 +638,15 @@ def information_ceiling(maps, params, fields=FIELDS, n_walkers=32, n_steps=600, 
 
 
 # ---------------------------------------------------------------- entry point
-def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, progress=False):
+def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, progress=False, indices=None):
     """Multifield maps, shape (N, C, n_pix, n_pix) float32, for params (N, 6) in CAMELS order.
 
     ``fields``: one name or a list from ``FIELDS`` (Mcdm, Mgas, HI, B), stacked as
     channels in the order given. Map i uses the random streams (seed, i), so the same
     call gives the same maps bit for bit, and all channels of map i come from one
-    underlying field. Mass maps are in (Msun/h)/(Mpc/h)^2, B in Gauss.
+    underlying field. Mass maps are in (Msun/h)/(Mpc/h)^2, B in Gauss. ``indices`` (N,)
+    gives row r the streams (seed, indices[r]) instead: some maps of a larger set, alone
+    (``simulate(params[idx], ..., indices=idx)`` equals ``simulate(params, ...)[idx]``).
 
     ``n_pix`` must be even and at least ``MIN_N_PIX`` (8), as CMD maps block-averaged
     from 256^2 are; ``seed`` an integer in [0, 2**32); ``box_size`` (Mpc/h) finite and
@@ -662,6 +664,13 @@ def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, p
     seed = check_seed(seed)
     box_size = check_box_size(box_size)
     _check_memory(len(params), len(fields), n_pix)
+    if indices is None:
+        streams = np.arange(len(params))
+    else:
+        streams = np.asarray(indices)
+        if streams.shape != (len(params),) or streams.dtype.kind not in "iu" or np.any(streams < 0):
+            raise ValueError(f"indices: expected {len(params)} non-negative integers (one stream per row of "
+                             f"params), got shape {streams.shape} of {streams.dtype}")
     out = np.empty((len(params), len(fields), n_pix, n_pix), dtype=np.float32)
     chunk = _CHUNK_MAPS
     starts = range(0, len(params), chunk)
@@ -670,7 +679,7 @@ def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, p
         starts = tqdm(starts, desc="simulate", unit_scale=chunk)
     for start in starts:
         idx = np.arange(start, min(start + chunk, len(params)))
-        out[idx] = np.exp(_multifield_rows(params[idx], fields, n_pix, seed, box_size, idx))
+        out[idx] = np.exp(_multifield_rows(params[idx], fields, n_pix, seed, box_size, streams[idx]))
     return out
 
 
