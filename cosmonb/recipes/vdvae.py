@@ -181,14 +181,14 @@ def r2_score(y_true, y_pred) -> np.ndarray:
 
 
 def linear_probe(codes_train, theta_train, codes_test, theta_test, epochs: int = 200, lr: float = 0.0025,
-                 seed: int = 0, batch_size: int = 64) -> np.ndarray:
+                 seed: int = 0, batch_size: int = 64, return_predictions: bool = False):
     """R^2 per parameter on the test set of a linear map from codes to parameters (the paper's probe).
 
     One ``nn.Linear`` layer, no activation, trained for ``epochs`` passes of
     mini-batches of ``batch_size`` with Adam at ``lr`` on the mean squared
     error of the standardised parameters (codes and parameters standardised
     with the training set's mean and std). Seeded: the global random stream is
-    left untouched.
+    left untouched. ``return_predictions=True`` returns ``(r2, predictions on codes_test)``.
     """
     names = ("codes_train", "theta_train", "codes_test", "theta_test")
     arrays = [as_finite_array(a, n) for a, n in zip((codes_train, theta_train, codes_test, theta_test), names)]
@@ -224,7 +224,8 @@ def linear_probe(codes_train, theta_train, codes_test, theta_test, epochs: int =
                 opt.step()
     with torch.no_grad():
         pred = layer(as_t((c_te - c_mean) / c_std)).double().numpy() * t_std + t_mean
-    return r2_score(t_te, pred)
+    r2 = r2_score(t_te, pred)
+    return (r2, pred) if return_predictions else r2
 
 
 # --------------------------------------------------------------------------- the shipped model's data
