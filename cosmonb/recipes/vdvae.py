@@ -398,11 +398,14 @@ class VDVAEMaps:
 def spectra(maps, box_size: float = BOX_SIZE) -> tuple[np.ndarray, dict]:
     """``(k, {name: P (N, n_k)})``: the auto-spectrum of every channel and the cross-spectrum of every pair.
 
-    ``maps`` (N, C, H, W) physical; names ``"auto c"`` and ``"cross c-d"`` by channel index.
+    ``maps`` (N, C, H, W) physical; names ``"auto c"`` and ``"cross c-d"`` by channel index. Only the
+    bins up to the Nyquist frequency ``pi H / box_size`` are kept (the corner modes beyond it
+    are anisotropic).
     """
     arr = np.asarray(maps, dtype=np.float64)
     if arr.ndim != 4:
         raise ValueError(f"maps: expected (N, C, H, W) maps, got shape {arr.shape}")
+    upto = stats.power_spectrum_bins(arr.shape[-1], box_size)[0] <= math.pi * arr.shape[-1] / box_size
     out = {}
     k = None
     for c in range(arr.shape[1]):
@@ -410,7 +413,7 @@ def spectra(maps, box_size: float = BOX_SIZE) -> tuple[np.ndarray, dict]:
     for c in range(arr.shape[1]):
         for d in range(c + 1, arr.shape[1]):
             k, out[f"cross {c}-{d}"] = stats.cross_power_spectrum(arr[:, c], arr[:, d], box_size)
-    return k, out
+    return k[upto], {name: pk[:, upto] for name, pk in out.items()}
 
 
 def spectra_agreement(k, generated: dict, real: dict, k_max: float | None = None) -> dict:
