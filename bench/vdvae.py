@@ -186,7 +186,7 @@ def main(argv=None):
     ceiling = np.array([ceiling[k] for k in KEYS])
     r2_sub = r2_score(test_params[sub], pred[sub])
     boot = np.random.default_rng(args.seed)
-    draws = [boot.integers(0, len(sub), len(sub)) for _ in range(1000)]
+    draws = [d for d in (boot.integers(0, len(sub), len(sub)) for _ in range(1000)) if len(np.unique(d)) > 2]
     frac_boot = np.array([r2_score(test_params[sub][d], pred[sub][d]) / r2_score(test_params[sub][d], means[d])
                           for d in draws])
     result.update(r2_subset=dict(zip(KEYS, r2_sub.tolist())), r2_ceiling=dict(zip(KEYS, ceiling.tolist())),

@@ -309,18 +309,13 @@ def test_a_checkpoint_that_does_not_match_is_refused(quick_checkpoint):
         recipe.VDVAEMaps.load(quick_checkpoint, config={"n_pix": 64})
     with pytest.raises(ValueError, match=r"config: unknown VDVAE setting\(s\) \['latent'\]"):
         recipe.VDVAEMaps.load(quick_checkpoint, config={"latent": 256})
-    # weights saved from one config under a manifest that claims another: a shape mismatch, not a silent load
-    import json
-    manifest = quick_checkpoint / "MANIFEST.json"
-    original = manifest.read_text()
-    entry = json.loads(original)
-    entry["vdvae"]["config"]["model"]["z_channels"] = [2, 2, 8]
-    try:
-        manifest.write_text(json.dumps(entry))
-        with pytest.raises(checkpoints.PretrainedError):
-            recipe.VDVAEMaps.load(quick_checkpoint)
-    finally:
-        manifest.write_text(original)
+    # weights saved under a config they do not fit (the top latent grown): a clear error, not a silent load
+    other = {**vae.model.config, "z_channels": [2, 2, 8]}
+    bad_dir = quick_checkpoint / "mismatch"
+    checkpoints.save_pretrained("vdvae", {"kind": "vdvae", "model": other, "fields": list(recipe.FIELDS)},
+                                vae.model.state_dict(), vae.normaliser, {}, "test", 0.0, directory=bad_dir)
+    with pytest.raises(checkpoints.PretrainedError, match="does not fit VDVAE"):
+        recipe.VDVAEMaps.load(bad_dir)
     with pytest.raises(ValueError, match="normaliser: expected per-channel statistics of 3 channels"):
         recipe.VDVAEMaps(vae.model, {"mean": [0.0], "std": [1.0], "log10": True})
 
@@ -378,4 +373,5 @@ def test_spectra_agreement_sees_lost_small_scale_power():
     blurred = sum(np.roll(np.roll(maps, i, -1), j, -2) for i in (-1, 0, 1) for j in (-1, 0, 1)) / 9
     _, gen = recipe.spectra(blurred)
     agree = recipe.spectra_agreement(k, gen, real)
-    assert all(k[0] <= agree[n] < k[-1] for n in ("auto 0", "auto 1", "auto 2"))
+    assert all(agree[n] >= k[0] for n in agree)  # the largest scales agree
+    assert agree["auto 1"] < k[-1] and agree["auto 2"] < k[-1]  # HI and B lose power before Nyquist
