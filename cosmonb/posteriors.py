@@ -276,7 +276,7 @@ class GridPosterior(Posterior):
         import matplotlib.pyplot as plt
 
         ax = ax or plt.gca()
-        thresholds = sorted(self.level(m) for m in levels)
+        thresholds = sorted({self.level(m) for m in levels})  # one value when a cell holds both masses
         top = self.prob.max() * 1.01
         for i, t in enumerate(thresholds):  # outer region light, inner region darker
             ax.contourf(self.x, self.y, self.prob.T, levels=[t, top], colors=[color], alpha=0.18)

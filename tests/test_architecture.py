@@ -20,7 +20,7 @@ LAYERS = [
     {"cosmonb.models"},
     {"cosmonb.train", "cosmonb.checkpoints"},
     {"cosmonb.recipes", "cosmonb.inference"},
-    {"cosmonb.plotting", "cosmonb.widgets", "cosmonb.notebooks_runner", "cosmonb.cli", "cosmonb",
+    {"cosmonb.plotting", "cosmonb.widgets", "cosmonb.notebooks_runner", "cosmonb.gallery", "cosmonb.cli", "cosmonb",
      "cosmonb.__main__"},
 ]
 

@@ -332,6 +332,15 @@ class ConditionalGlow(Model):
             raise ValueError("cond: expected finite parameters, found NaN/inf")
         return cond
 
+    @staticmethod
+    def _check_unit_box(theta: torch.Tensor, name: str) -> None:
+        """The condition of sampling and of the posterior: parameters scaled to [0, 1] over the prior."""
+        lo, hi = float(theta.min()), float(theta.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"{name}: expected parameters scaled to [0, 1] over the prior (the units the model was "
+                             f"trained on), got values in [{lo:.4g}, {hi:.4g}]: outside the prior, or physical "
+                             "units (scale them with cosmonb.data.normalise_params, or use recipes.glow.HIGlow)")
+
     # ------------------------------------------------------------------ latents
     def flatten_latents(self, latents) -> torch.Tensor:
         """The per-block latents as one (B, D) vector (the order :meth:`unflatten_latents` undoes)."""
@@ -419,6 +428,7 @@ class ConditionalGlow(Model):
         n = check_int(n, "n", 1)
         temperature = check_float(temperature, "temperature", positive=True)
         cond = self._condition(cond, n)
+        self._check_unit_box(cond, "cond")
         like = self._like()
         with seeded_rng(seed, like.device):
             eps = torch.randn(n, self.dim, dtype=like.dtype, device=like.device)
@@ -478,6 +488,9 @@ def higlow_posterior(model: ConditionalGlow, x, theta_samples, *, chunk_size: in
     if theta.ndim != 2 or theta.shape[1] != model.cond_dim or len(theta) == 0:
         raise ValueError(f"theta_samples: expected (N, {model.cond_dim}) prior samples, got shape "
                          f"{tuple(theta.shape)}")
+    if not torch.isfinite(theta).all():
+        raise ValueError("theta_samples: expected finite prior samples, found NaN/inf")
+    model._check_unit_box(theta, "theta_samples")
     log_q = torch.cat([model.log_prob(x.expand(len(t), -1, -1, -1), t).double().cpu()
                        for t in theta.split(chunk_size)])
     log_w = log_q - torch.logsumexp(log_q, 0)
