@@ -177,10 +177,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     probe = PRESETS[preset]["probe"]
     # the headline code reads every latent group (VDVAE.encode "hierarchy"); the paper's code, the top latent, beside it
-    codes_train, codes_test = vae.encode(train_maps, code="hierarchy"), vae.encode(test_maps, code="hierarchy")
+    top_train, codes_train = vae.encode(train_maps, code=("top", "hierarchy"))
+    top_test, codes_test = vae.encode(test_maps, code=("top", "hierarchy"))
     r2, pred = linear_probe(codes_train, train_params, codes_test, test_params, epochs=probe["epochs"], lr=probe["lr"],
                             seed=args.seed, return_predictions=True)
-    top_train, top_test = vae.encode(train_maps), vae.encode(test_maps)
     r2_top, pred_top = linear_probe(top_train, train_params, top_test, test_params, epochs=probe["epochs"],
                                     lr=probe["lr"], seed=args.seed, return_predictions=True)
     result["code"] = {"r2": f"hierarchy: every latent group's posterior mean, pixel mean and std per channel "

@@ -144,8 +144,8 @@ def ns_04():
     vae = VDVAEMaps.load(out)
     train_maps, train_params, _ = vdvae_split("quick", "train")
     test_maps, test_params, _ = vdvae_split("quick", "test")
-    codes_train, codes_test = vae.encode(train_maps), vae.encode(test_maps)
-    hcodes_train, hcodes_test = vae.encode(train_maps, code="hierarchy"), vae.encode(test_maps, code="hierarchy")
+    codes_train, hcodes_train = vae.encode(train_maps, code=("top", "hierarchy"))
+    codes_test, hcodes_test = vae.encode(test_maps, code=("top", "hierarchy"))
     probe = PRESETS["quick"]["probe"]
     r2 = linear_probe(codes_train, train_params, codes_test, test_params, epochs=probe["epochs"], lr=probe["lr"],
                       seed=0)

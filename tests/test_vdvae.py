@@ -77,6 +77,9 @@ def test_hierarchy_code_summarises_every_latent_at_its_posterior_mean():
     # the top group's pixel mean is the top code's mean over its pixels; the code depends on each map only
     assert torch.allclose(codes[:, :1], model.encode(x).mean(1, keepdim=True), atol=1e-6)
     assert torch.allclose(model.encode(x[:1], "hierarchy"), codes[:1], atol=1e-5)
+    # both codes from one pass are the codes asked for one at a time
+    top, hier = model.encode(x, ("top", "hierarchy"))
+    assert torch.allclose(top, model.encode(x), atol=1e-6) and torch.equal(hier, codes)
     with pytest.raises(ValueError, match="code: expected 'top' or 'hierarchy'"):
         model.encode(x, "bottom")
 

@@ -430,7 +430,7 @@ class VDVAE(Model):
         return -(recon - beta * kl.sum(1)).mean() / dims
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, code: str = "top") -> torch.Tensor:
+    def encode(self, x: torch.Tensor, code="top"):
         """The latent code of each map.
 
         * ``"top"`` (the paper's code): the posterior mean of the top
@@ -440,20 +440,25 @@ class VDVAE(Model):
           mean and standard deviation, (N, hierarchy_code_length). A VDVAE
           spreads what it knows over all resolutions; this code reads them all.
 
+        A tuple of names gives a tuple of codes from one pass.
+
         >>> vae = VDVAE(n_pix=16, widths=(8, 8), enc_blocks=(1, 1), dec_blocks=(1, 1), z_channels=(2, 2))
-        >>> vae.encode(torch.zeros(2, 3, 16, 16), "hierarchy").shape
-        torch.Size([2, 8])
+        >>> [tuple(c.shape) for c in vae.encode(torch.zeros(2, 3, 16, 16), ("top", "hierarchy"))]
+        [(2, 128), (2, 8)]
         """
-        if code not in ("top", "hierarchy"):
-            raise ValueError(f"code: expected 'top' or 'hierarchy', got {code!r}")
+        names = (code,) if isinstance(code, str) else tuple(code)
+        if not names or any(c not in ("top", "hierarchy") for c in names):
+            raise ValueError(f"code: expected 'top' or 'hierarchy' (or a tuple of them), got {code!r}")
         acts = self.encoder_activations(x)
-        if code == "top":
+        if "hierarchy" in names:
+            latents: list[torch.Tensor] = []
+            self._top_down(len(x), acts, use_mean=True, latents=latents)
+            codes = {"top": latents[0].flatten(1),
+                     "hierarchy": torch.cat([torch.cat([z.mean((2, 3)), z.std((2, 3))], 1) for z in latents], 1)}
+        else:
             h = self.top_state.expand(len(x), -1, -1, -1)
-            mu_q, _ = self.dec_stages[-1][0].posterior_params(h, acts[-1])
-            return mu_q.flatten(1)
-        latents: list[torch.Tensor] = []
-        self._top_down(len(x), acts, use_mean=True, latents=latents)
-        return torch.cat([torch.cat([z.mean((2, 3)), z.std((2, 3))], 1) for z in latents], 1)
+            codes = {"top": self.dec_stages[-1][0].posterior_params(h, acts[-1])[0].flatten(1)}
+        return codes[code] if isinstance(code, str) else tuple(codes[c] for c in names)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

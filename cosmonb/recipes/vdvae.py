@@ -364,11 +364,15 @@ class VDVAEMaps:
             yield self.to_model_units(arr[start:start + batch_size])
 
     @torch.no_grad()
-    def encode(self, maps, batch_size: int = 64, code: str = "top") -> np.ndarray:
+    def encode(self, maps, batch_size: int = 64, code="top"):
         """Latent codes of physical maps: ``"top"``, the posterior mean of the top latent (N, code_length),
         the paper's code; ``"hierarchy"``, each latent group's posterior mean summarised per channel by its
-        pixel mean and standard deviation (N, hierarchy_code_length). See :meth:`VDVAE.encode`."""
-        return np.concatenate([self.model.encode(x, code).cpu().numpy() for x in self._batches(maps, batch_size)])
+        pixel mean and standard deviation (N, hierarchy_code_length); a tuple of names gives a tuple of
+        codes from one pass. See :meth:`VDVAE.encode`."""
+        if isinstance(code, str):
+            return self.encode(maps, batch_size, (code,))[0]
+        parts = [[c.cpu().numpy() for c in self.model.encode(x, code)] for x in self._batches(maps, batch_size)]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(code)))
 
     @property
     def hierarchy_code_length(self) -> int:
