@@ -54,6 +54,36 @@ def test_encode_returns_the_documented_code_length():
         assert cfg["z_channels"][-1] * (cfg["n_pix"] // 2 ** (stages - 1)) ** 2 == 256
 
 
+def test_hierarchy_code_summarises_every_latent_at_its_posterior_mean():
+    torch.manual_seed(0)
+    model = VDVAE(**TINY).eval()
+    for p in model.parameters():  # non-trivial priors and posteriors (some last convolutions start at zero)
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = _maps()
+    codes = model.encode(x, "hierarchy")
+    assert model.hierarchy_code_length == 2 * (1 + 1 + 3 + 2 + 2) and codes.shape == (4, model.hierarchy_code_length)
+    # by hand: walk the top-down path with z = mu_q; each group gives its channels' pixel means, then stds
+    acts = model.encoder_activations(x)
+    h, expect = model.top_state.expand(4, -1, -1, -1), []
+    with torch.no_grad():
+        for s in reversed(range(model.stages)):
+            for block in model.dec_stages[s]:
+                mu_q, _ = block.posterior_params(h, acts[s])
+                expect.append(torch.cat([mu_q.mean((2, 3)), mu_q.std((2, 3))], 1))
+                h, _ = block(h, acts[s], use_mean=True)
+            if s > 0:
+                h = model.up[s - 1](torch.nn.functional.interpolate(h, scale_factor=2, mode="nearest"))
+    assert torch.allclose(codes, torch.cat(expect, 1), atol=1e-6)
+    # the top group's pixel mean is the top code's mean over its pixels; the code depends on each map only
+    assert torch.allclose(codes[:, :1], model.encode(x).mean(1, keepdim=True), atol=1e-6)
+    assert torch.allclose(model.encode(x[:1], "hierarchy"), codes[:1], atol=1e-5)
+    # both codes from one pass are the codes asked for one at a time
+    top, hier = model.encode(x, ("top", "hierarchy"))
+    assert torch.allclose(top, model.encode(x), atol=1e-6) and torch.equal(hier, codes)
+    with pytest.raises(ValueError, match="code: expected 'top' or 'hierarchy'"):
+        model.encode(x, "bottom")
+
+
 def test_gaussian_kl_is_analytic_nonnegative_and_zero_for_equal_gaussians():
     g = torch.Generator().manual_seed(1)
     mq, lq, mp, lp = (torch.randn(1000, generator=g) for _ in range(4))
@@ -237,7 +267,7 @@ def test_quick_recipe_trains_saves_and_loads(tmp_path):
     assert metrics["steps"] == 3 and math.isfinite(metrics["val_neg_elbo_per_dim"])
     # one mean loss per (started) epoch, so 18,000 steps fit in a record of at most 1,000 numbers
     assert len(metrics["train_loss"]) == math.ceil(metrics["epochs"])
-    assert set(metrics["probe_r2"]) == set(recipe.PAPER_R2)
+    assert set(metrics["probe_r2"]) == set(metrics["probe_r2_hierarchy"]) == set(recipe.PAPER_R2)
     assert ckpt["normaliser"] is not None and len(ckpt["normaliser"]["mean"]) == 3
     assert ckpt["config"]["fields"] == list(recipe.FIELDS)
     assert model.encode(torch.zeros(2, 3, 16, 16)).shape == (2, model.code_length)
@@ -263,3 +293,117 @@ def test_quick_recipe_resumes_exactly(tmp_path):
         recipe.train_vdvae_recipe("quick", out=tmp_path / "empty", resume=True, **quiet)
     with pytest.raises(ValueError, match="preset: expected one of"):
         recipe.train_vdvae_recipe("huge", out=tmp_path)
+
+
+# --------------------------------------------------------------------------- notebook 04's helpers and bad input
+@pytest.fixture(scope="module")
+def quick_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vdvae_quick")
+    recipe.train_vdvae_recipe("quick", out=out, max_steps=2, log=lambda *a: None)
+    return out
+
+
+def test_bad_batches_name_the_channels_and_the_nan_maps():
+    model = VDVAE(**TINY)
+    with pytest.raises(ValueError, match=r"got \(4, 3, 16, 16\): 3 channel\(s\), but the model was built for 2"):
+        model.loss(_maps(4, c=3))
+    x = _maps(5)
+    x[3, 1, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"x: expected finite values, found NaN/inf in map\(s\) \[3\] of the batch of 5"):
+        model.loss(x)
+    with pytest.raises(ValueError, match=r"8 x 8 pixels, but the model was built for 16 x 16"):
+        model.encode(_maps(2, n_pix=8))
+
+
+def test_physical_maps_are_checked_before_the_network(quick_checkpoint):
+    vae = recipe.VDVAEMaps.load(quick_checkpoint)
+    maps, _, _ = recipe.vdvae_split("quick", "test", select=[0, 1, 2])
+    assert vae.encode(maps).shape == (3, vae.code_length)
+    with pytest.raises(ValueError, match=r"maps: .* 2 channel\(s\), expected 3 \(Mgas, HI, B\)"):
+        vae.encode(maps[:, :2])
+    bad = maps.copy()
+    bad[1, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"maps: expected finite values, found NaN/inf in map\(s\) \[1\] of 3"):
+        vae.reconstruct(bad)
+    bad = maps.copy()
+    bad[2, 2, 3, 3] = 0.0
+    with pytest.raises(ValueError, match="maps: expected positive pixels"):
+        vae.bits_per_dim(bad)
+
+
+def test_a_checkpoint_that_does_not_match_is_refused(quick_checkpoint):
+    vae = recipe.VDVAEMaps.load(quick_checkpoint, code_length=64, config={"n_pix": 16, "widths": [8, 8, 8]})
+    assert vae.code_length == 64
+    with pytest.raises(ValueError, match=r"code_length: expected 256, but the checkpoint .* has a top latent of "
+                                         r"4 x 4 x 4 = 64"):
+        recipe.VDVAEMaps.load(quick_checkpoint, code_length=256)
+    with pytest.raises(ValueError, match=r"config: the checkpoint .* does not match: n_pix expected 64, checkpoint has 16"):
+        recipe.VDVAEMaps.load(quick_checkpoint, config={"n_pix": 64})
+    with pytest.raises(ValueError, match=r"config: unknown VDVAE setting\(s\) \['latent'\]"):
+        recipe.VDVAEMaps.load(quick_checkpoint, config={"latent": 256})
+    # weights saved under a config they do not fit (the top latent grown): a clear error, not a silent load
+    other = {**vae.model.config, "z_channels": [2, 2, 8]}
+    bad_dir = quick_checkpoint / "mismatch"
+    checkpoints.save_pretrained("vdvae", {"kind": "vdvae", "model": other, "fields": list(recipe.FIELDS)},
+                                vae.model.state_dict(), vae.normaliser, {}, "test", 0.0, directory=bad_dir)
+    with pytest.raises(checkpoints.PretrainedError, match="does not fit VDVAE"):
+        recipe.VDVAEMaps.load(bad_dir)
+    with pytest.raises(ValueError, match="normaliser: expected per-channel statistics of 3 channels"):
+        recipe.VDVAEMaps(vae.model, {"mean": [0.0], "std": [1.0], "log10": True})
+
+
+def test_split_maps_alone_equal_the_recipes_sets_and_never_share_a_simulation():
+    from cosmonb.recipes.maps import map_sets
+
+    spec = recipe.PRESETS["quick"]["data"]
+    full = map_sets(recipe.FIELDS, spec["n_pix"], n_sims=spec["n_sims"], maps_per_sim=spec["maps_per_sim"], n_params=6,
+                    fractions=spec["fractions"])
+    for split in ("train", "test"):
+        maps, params, index = recipe.vdvae_split("quick", split)
+        assert np.array_equal(index, full.splits[split]) and np.array_equal(maps, full.maps[index])
+        assert np.array_equal(params, full.params[index])
+    per = spec["maps_per_sim"]
+    idx = recipe.vdvae_split_index("quick")
+    assert not set(idx["train"] // per) & set(idx["test"] // per)
+    with pytest.raises(ValueError, match="select: expected positions in 0.."):
+        recipe.vdvae_split("quick", "test", select=[10_000])
+
+
+def test_exact_bits_per_dim_follows_the_change_of_variables():
+    from cosmonb import sims
+    from cosmonb.recipes.maps import exact_bits_per_dim
+
+    params = sims.sample_prior(3, seed=2)
+    maps = sims.simulate(params, recipe.FIELDS, n_pix=16, seed=2)
+    norm = {"log10": True, "log10_offset": 0.0, "mean": [10.0, 5.0, -8.0], "std": [0.5, 0.9, 0.4]}
+    bpd = exact_bits_per_dim(maps, params, recipe.FIELDS, norm)
+    # by hand: ln p(x) = ln p(X) + sum ln(X ln 10 s_c), in bits per dimension
+    ln_px = sims.multifield_log_likelihood(maps, params, recipe.FIELDS)
+    jac = np.log(maps.astype(np.float64) * math.log(10) * np.array(norm["std"])[None, :, None, None]).sum((1, 2, 3))
+    assert np.allclose(bpd, -(ln_px + jac) / (3 * 16 * 16 * math.log(2)))
+    # the shift does not enter; doubling every std lowers the density of x by exactly one bit per dimension
+    shifted = exact_bits_per_dim(maps, params, recipe.FIELDS, {**norm, "mean": [0.0, 0.0, 0.0]})
+    wider = exact_bits_per_dim(maps, params, recipe.FIELDS, {**norm, "std": [2 * s for s in norm["std"]]})
+    assert np.allclose(shifted, bpd) and np.allclose(bpd - wider, 1.0)
+    # the true parameters make the maps more probable than wrong ones
+    wrong = params.copy()
+    wrong[:, 2] = np.where(params[:, 2] > 1, 0.3, 3.5)
+    assert np.all(exact_bits_per_dim(maps, wrong, recipe.FIELDS, norm) > bpd)
+    with pytest.raises(ValueError, match=r"maps: expected \(N, 3, H, W\) maps"):
+        exact_bits_per_dim(maps[:, :2], params, recipe.FIELDS, norm)
+
+
+def test_spectra_agreement_sees_lost_small_scale_power():
+    from cosmonb import sims
+
+    maps = sims.simulate(sims.sample_prior(40, seed=3), recipe.FIELDS, n_pix=32, seed=3)
+    k, real = recipe.spectra(maps)
+    assert k[-1] <= math.pi * 32 / sims.BOX_SIZE + 1e-9 and set(real) == {"auto 0", "auto 1", "auto 2", "cross 0-1",
+                                                                          "cross 0-2", "cross 1-2"}
+    assert recipe.spectra_agreement(k, real, real) == {n: k[-1] for n in real}
+    # a blurred copy (a 3x3 periodic box filter) loses power towards the pixel scale, not at the largest scales
+    blurred = sum(np.roll(np.roll(maps, i, -1), j, -2) for i in (-1, 0, 1) for j in (-1, 0, 1)) / 9
+    _, gen = recipe.spectra(blurred)
+    agree = recipe.spectra_agreement(k, gen, real)
+    assert all(agree[n] >= k[0] for n in agree)  # the largest scales agree
+    assert agree["auto 1"] < k[-1] and agree["auto 2"] < k[-1]  # HI and B lose power before Nyquist

@@ -28,6 +28,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ from .. import data, sims
 from .._checks import check_int
 from ..constants import MAPS_PER_SIM, PRIOR_HIGH, PRIOR_LOW
 
-__all__ = ["MapSets", "map_sets", "resolve_data_root", "AugmentedBatches", "fixed_batches", "dihedral"]
+__all__ = ["MapSets", "map_sets", "map_split_index", "map_split", "exact_bits_per_dim", "resolve_data_root",
+           "AugmentedBatches", "fixed_batches", "dihedral"]
 
 
 @dataclass
@@ -115,6 +117,92 @@ def map_sets(fields, n_pix: int = 64, *, n_sims: int = 1000, maps_per_sim: int =
     test = data.CMDDataset.like(train, maps, cond, test_idx)
     return MapSets(train, val, test, maps, params, {"train": train_idx, "val": val_idx, "test": test_idx},
                    fields, source)
+
+
+def map_split_index(n_sims: int, maps_per_sim: int, fractions=(0.8, 0.1, 0.1), *, seed: int = 0) -> dict:
+    """``{"train", "val", "test"} -> map indices`` of :func:`map_sets`' split by simulation, without any maps.
+
+    Example:
+        >>> {k: len(v) for k, v in map_split_index(400, 15).items()}
+        {'train': 4800, 'val': 600, 'test': 600}
+    """
+    n_sims = check_int(n_sims, "n_sims", 1)
+    maps_per_sim = check_int(maps_per_sim, "maps_per_sim", 1)
+    parts = data.split_by_simulation(n_sims * maps_per_sim, fractions, seed=seed, maps_per_sim=maps_per_sim)
+    return dict(zip(("train", "val", "test"), parts))
+
+
+def map_split(fields, n_pix: int, split: str = "test", *, n_sims: int, maps_per_sim: int,
+              fractions=(0.8, 0.1, 0.1), seed: int = 0, data_root=None, select=None):
+    """The maps of one split of :func:`map_sets` without making the others: ``(maps, params, index)``.
+
+    ``maps`` (n, C, H, W) in physical units, ``params`` (n, 6) and ``index`` (n,) their
+    positions in the whole LH set: the maps ``map_sets(fields, n_pix, n_sims=..., maps_per_sim=...,
+    fractions=..., seed=seed)`` puts in ``split``. ``select`` picks positions within the split
+    (default all). With the built-in simulator only those maps are simulated
+    (``sims.simulate(..., indices=)``), so a notebook gets a few held-out maps in a second; CMD
+    files (``data_root``) are read with the whole set's 15 maps per simulation.
+
+    Example:
+        >>> maps, params, index = map_split(("HI",), 16, "test", n_sims=10, maps_per_sim=2)
+        >>> full = map_sets(("HI",), 16, n_sims=10, maps_per_sim=2)
+        >>> bool(np.array_equal(index, full.splits["test"])), bool(np.array_equal(maps, full.maps[index]))
+        (True, True)
+    """
+    fields = (fields,) if isinstance(fields, str) else tuple(fields)
+    names = ("train", "val", "test")
+    if split not in names:
+        raise ValueError(f"split: expected one of {names}, got {split!r}")
+    root = resolve_data_root(data_root)
+    per_sim = maps_per_sim if root is None else MAPS_PER_SIM
+    index = map_split_index(n_sims, per_sim, fractions, seed=seed)[split]
+    if select is not None:
+        select = np.asarray(select, dtype=np.int64)
+        if select.ndim != 1 or np.any(select < 0) or np.any(select >= len(index)):
+            raise ValueError(f"select: expected positions in 0..{len(index) - 1} of the {split} split, got "
+                             f"{select if select.size < 8 else select.shape}")
+        index = index[select]
+    if root is not None:
+        sets = map_sets(fields, n_pix, n_sims=n_sims, n_params=6, data_root=root, fractions=fractions, seed=seed)
+        return np.asarray(sets.maps[index]), sets.params[index], index
+    params, _ = sims.lh_set(n_sims, maps_per_sim, seed=seed)
+    maps = sims.simulate(params[index], fields, n_pix=n_pix, seed=seed, indices=index)
+    return maps, params[index], index
+
+
+def exact_bits_per_dim(maps, params, fields, normaliser: dict) -> np.ndarray:
+    r"""The simulator's exact bits per dimension of maps in a model's standardised units, given all six parameters.
+
+    A map model that works on ``x_c = (log10(X_c + o) - mean_c) / std_c`` (the normaliser of
+    :func:`map_sets`, offset ``o``) has its density over ``x``; the simulator knows
+    ``ln p(X | theta_6)`` (:func:`cosmonb.sims.multifield_log_likelihood`). Pixel by pixel
+    ``X = 10^(mean_c + std_c x) - o``, so ``dX/dx = (X + o) ln(10) std_c`` and
+
+        ln p(x | theta_6) = ln p(X | theta_6) + sum_{c, pixels} ln((X + o) ln(10) std_c),
+
+    returned per map as ``-ln p(x | theta_6) / (D ln 2)`` with ``D = C H W``. No model of the
+    maps can beat it on average (a model that does not know the parameters pays, on top, the
+    information the map carries about them).
+
+    Example:
+        >>> maps = sims.simulate(np.tile(sims.FIDUCIAL, (2, 1)), ("Mgas", "HI"), n_pix=16, seed=1)
+        >>> norm = data.compute_normaliser(maps, np.tile(sims.FIDUCIAL, (2, 1)))
+        >>> exact_bits_per_dim(maps, np.tile(sims.FIDUCIAL, (2, 1)), ("Mgas", "HI"), norm).shape
+        (2,)
+    """
+    fields = (fields,) if isinstance(fields, str) else tuple(fields)
+    arr = np.asarray(maps, dtype=np.float64)
+    if arr.ndim != 4 or arr.shape[1] != len(fields):
+        raise ValueError(f"maps: expected (N, {len(fields)}, H, W) maps of {fields}, got shape {arr.shape}")
+    if not isinstance(normaliser, dict) or not normaliser.get("log10") or "std" not in normaliser:
+        raise ValueError("normaliser: expected a log10 + standardisation normaliser (map_sets(...).normaliser)")
+    std = np.asarray(normaliser["std"], dtype=np.float64)
+    if std.shape != (len(fields),):
+        raise ValueError(f"normaliser: has {std.size} channel(s), the maps {len(fields)}")
+    offset = float(normaliser.get("log10_offset", 0.0))
+    ln_px = sims.multifield_log_likelihood(arr, params, fields)
+    jac = np.log((arr + offset) * math.log(10.0) * std[None, :, None, None]).sum(axis=(1, 2, 3))
+    return -(ln_px + jac) / (arr[0].size * math.log(2.0))
 
 
 # --------------------------------------------------------------------------- batches

@@ -36,16 +36,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import checkpoints
+from .. import checkpoints, data, stats
 from .._checks import as_finite_array, check_float, check_int
-from ..constants import PARAM_NAMES
+from ..constants import BOX_SIZE, PARAM_NAMES
 from ..models.base import seeded_rng
 from ..models.vdvae import VDVAE
 from ..runtime import seed_everything
-from .maps import AugmentedBatches, fixed_batches, map_sets
+from .maps import AugmentedBatches, fixed_batches, map_sets, map_split, map_split_index
 
 __all__ = ["NAME", "FIELDS", "N_PARAMS", "PRESETS", "PAPER_R2", "train_vdvae_recipe",
-           "encode_dataset", "negative_elbo_per_dim", "linear_probe", "r2_score"]
+           "encode_dataset", "negative_elbo_per_dim", "linear_probe", "r2_score", "vdvae_split_index",
+           "vdvae_split", "VDVAEMaps", "spectra", "spectra_agreement"]
 
 #: The checkpoint's name.
 NAME = "vdvae"
@@ -119,8 +120,9 @@ PRESETS = {
 
 
 @torch.no_grad()
-def encode_dataset(model: VDVAE, dataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """``(codes (N, code_length), theta (N, P))`` of every map of ``dataset``, in order.
+def encode_dataset(model: VDVAE, dataset, batch_size: int = 64, code: str = "top") -> tuple[np.ndarray, np.ndarray]:
+    """``(codes (N, L), theta (N, P))`` of every map of ``dataset``, in order; ``code`` as in
+    :meth:`VDVAE.encode` (``"top"``: L = code_length; ``"hierarchy"``: L = hierarchy_code_length).
 
     ``dataset`` yields ``(x, u)`` like :class:`cosmonb.data.CMDDataset`; the
     parameters come back in physical units when it can denormalise them
@@ -138,7 +140,7 @@ def encode_dataset(model: VDVAE, dataset, batch_size: int = 64) -> tuple[np.ndar
     codes, params = [], []
     try:
         for x, u in fixed_batches(dataset, batch_size):
-            codes.append(model.encode(x.to(device)).cpu().numpy())
+            codes.append(model.encode(x.to(device), code).cpu().numpy())
             params.append(u.numpy())
     finally:
         model.train(was)
@@ -183,14 +185,14 @@ def r2_score(y_true, y_pred) -> np.ndarray:
 
 
 def linear_probe(codes_train, theta_train, codes_test, theta_test, epochs: int = 200, lr: float = 0.0025,
-                 seed: int = 0, batch_size: int = 64) -> np.ndarray:
+                 seed: int = 0, batch_size: int = 64, return_predictions: bool = False):
     """R^2 per parameter on the test set of a linear map from codes to parameters (the paper's probe).
 
     One ``nn.Linear`` layer, no activation, trained for ``epochs`` passes of
     mini-batches of ``batch_size`` with Adam at ``lr`` on the mean squared
     error of the standardised parameters (codes and parameters standardised
     with the training set's mean and std). Seeded: the global random stream is
-    left untouched.
+    left untouched. ``return_predictions=True`` returns ``(r2, predictions on codes_test)``.
     """
     names = ("codes_train", "theta_train", "codes_test", "theta_test")
     arrays = [as_finite_array(a, n) for a, n in zip((codes_train, theta_train, codes_test, theta_test), names)]
@@ -226,7 +228,215 @@ def linear_probe(codes_train, theta_train, codes_test, theta_test, epochs: int =
                 opt.step()
     with torch.no_grad():
         pred = layer(as_t((c_te - c_mean) / c_std)).double().numpy() * t_std + t_mean
-    return r2_score(t_te, pred)
+    r2 = r2_score(t_te, pred)
+    return (r2, pred) if return_predictions else r2
+
+
+# --------------------------------------------------------------------------- the shipped model's data
+def _preset_data(preset: str) -> dict:
+    if preset not in PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+    return PRESETS[preset]["data"]
+
+
+def vdvae_split_index(preset: str = "quick", *, seed: int = 0, data_root=None) -> dict:
+    """``{"train", "val", "test"} -> map indices`` of the split :func:`train_vdvae_recipe` trains on (by simulation).
+
+    Example:
+        >>> {k: len(v) for k, v in vdvae_split_index("cpu").items()}
+        {'train': 4800, 'val': 600, 'test': 600}
+    """
+    d = _preset_data(preset)
+    per_sim = d["maps_per_sim"] if data_root is None else 15
+    return map_split_index(d["n_sims"], per_sim, d["fractions"], seed=seed)
+
+
+def vdvae_split(preset: str = "quick", split: str = "test", data_root=None, *, seed: int = 0, select=None):
+    """The maps of one split of the recipe's data alone: ``(maps (n, 3, H, W) physical, params (n, 6), index)``.
+
+    Bit for bit the maps :func:`train_vdvae_recipe` put in ``split`` (see
+    :func:`cosmonb.recipes.maps.map_split`); ``select`` picks positions within the split.
+    """
+    d = _preset_data(preset)
+    return map_split(FIELDS, d["n_pix"], split, n_sims=d["n_sims"], maps_per_sim=d["maps_per_sim"],
+                     fractions=d["fractions"], seed=seed, data_root=data_root, select=select)
+
+
+class VDVAEMaps:
+    """A trained VDVAE with its data normaliser: physical (Mgas, HI, B) maps in, physical maps out.
+
+    ``VDVAEMaps.load(directory)`` loads ``vdvae.pt`` (sha256-checked against its
+    ``MANIFEST.json``; the shipped one in ``cosmonb/pretrained`` by default) and
+    refuses a checkpoint that does not match what the caller expects:
+    ``code_length`` (the length of the latent code) or any ``config`` entries (e.g.
+    ``{"n_pix": 64}``). Maps are checked before they reach the network: the
+    number of channels, the size, NaN/inf (naming the maps) and positive pixels
+    (the model works on ``log10``).
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> _ = train_vdvae_recipe("quick", out=d, max_steps=1, log=lambda *a: None)
+        >>> vae = VDVAEMaps.load(d, code_length=64)
+        >>> maps, _, _ = vdvae_split("quick", "test", select=[0, 1])
+        >>> vae.encode(maps).shape, vae.sample(2, seed=0).shape
+        ((2, 64), (2, 3, 16, 16))
+    """
+
+    def __init__(self, model: VDVAE, normaliser: dict, fields=FIELDS, checkpoint: dict | None = None):
+        if not isinstance(model, VDVAE):
+            raise ValueError(f"model: expected a VDVAE, got {type(model).__name__}")
+        fields = tuple(fields)
+        if not isinstance(normaliser, dict) or len(normaliser.get("mean", ())) != model.in_channels:
+            got = len(normaliser.get("mean", ())) if isinstance(normaliser, dict) else type(normaliser).__name__
+            raise ValueError(f"normaliser: expected per-channel statistics of {model.in_channels} channels "
+                             f"(the model's in_channels), got {got}")
+        if len(fields) != model.in_channels:
+            raise ValueError(f"fields: the model has {model.in_channels} channels, got {len(fields)} fields {fields}")
+        self.model, self.normaliser, self.fields, self.checkpoint = model.eval(), normaliser, fields, checkpoint
+
+    @classmethod
+    def load(cls, directory=None, *, code_length: int | None = None, config: dict | None = None) -> "VDVAEMaps":
+        model, ckpt = checkpoints.load_model(NAME, directory, kind="vdvae")
+        where = ckpt["metadata"].get("path", NAME)
+        if code_length is not None and check_int(code_length, "code_length", 1) != model.code_length:
+            c, h, w = model.latent_shapes[0]
+            raise ValueError(f"code_length: expected {code_length}, but the checkpoint {where} has a top latent of "
+                             f"{c} x {h} x {w} = {model.code_length}; load it without code_length or retrain")
+        if config is not None:
+            if not isinstance(config, dict):
+                raise ValueError(f"config: expected a dict of VDVAE settings, got {type(config).__name__}")
+            have = model.config
+            unknown = sorted(set(config) - set(have))
+            if unknown:
+                raise ValueError(f"config: unknown VDVAE setting(s) {unknown}; expected some of {sorted(have)}")
+            differ = {k: (v, have[k]) for k, v in config.items()
+                      if (list(v) if isinstance(v, tuple) else v) != have[k]}
+            if differ:
+                raise ValueError("config: the checkpoint " + str(where) + " does not match: " + "; ".join(
+                    f"{k} expected {want!r}, checkpoint has {got!r}" for k, (want, got) in differ.items()))
+        fields = ckpt["config"].get("fields", list(FIELDS))
+        if ckpt.get("normaliser") is None:
+            raise checkpoints.PretrainedError(f"checkpoint {where} has no normaliser; it cannot take physical maps")
+        return cls(model, ckpt["normaliser"], fields, ckpt)
+
+    # ------------------------------------------------------------------ units
+    @property
+    def n_pix(self) -> int:
+        return self.model.n_pix
+
+    @property
+    def code_length(self) -> int:
+        return self.model.code_length
+
+    def check_physical(self, maps, name: str = "maps") -> np.ndarray:
+        """``maps`` as a (N, C, n_pix, n_pix) float64 array of positive finite pixels, else a ValueError."""
+        arr = np.asarray(maps.detach().cpu() if isinstance(maps, torch.Tensor) else maps, dtype=np.float64)
+        if arr.ndim == 3:
+            arr = arr[None]
+        want = (len(self.fields), self.n_pix, self.n_pix)
+        if arr.ndim != 4 or arr.shape[1:] != want or len(arr) == 0:
+            why = (f": {arr.shape[1]} channel(s), expected {len(self.fields)} ({', '.join(self.fields)})"
+                   if arr.ndim == 4 and arr.shape[1] != want[0] else "")
+            raise ValueError(f"{name}: expected maps of shape (N, {want[0]}, {want[1]}, {want[2]}) of "
+                             f"{self.fields}, got {arr.shape}{why}")
+        finite = np.isfinite(arr).reshape(len(arr), -1).all(1)
+        if not finite.all():
+            raise ValueError(f"{name}: expected finite values, found NaN/inf in map(s) "
+                             f"{np.flatnonzero(~finite)[:10].tolist()} of {len(arr)}")
+        if np.any(arr + self.normaliser.get("log10_offset", 0.0) <= 0):
+            raise ValueError(f"{name}: expected positive pixels (the model works on log10 of the maps)")
+        return arr
+
+    def to_model_units(self, maps) -> torch.Tensor:
+        """Physical maps -> the model's standardised log10 maps, a float32 tensor on the model's device."""
+        x = data.normalise_maps(self.check_physical(maps), self.normaliser)
+        return torch.as_tensor(x, dtype=torch.float32, device=self.model.top_state.device)
+
+    def to_physical(self, x: torch.Tensor) -> np.ndarray:
+        """The model's standardised log10 maps -> physical maps (float64 numpy)."""
+        return np.asarray(data.denormalise_maps(x.detach().cpu().double().numpy(), self.normaliser))
+
+    # ------------------------------------------------------------------ the model, in physical units
+    def _batches(self, maps, batch_size):
+        arr = self.check_physical(maps)
+        for start in range(0, len(arr), batch_size):
+            yield self.to_model_units(arr[start:start + batch_size])
+
+    @torch.no_grad()
+    def encode(self, maps, batch_size: int = 64, code="top"):
+        """Latent codes of physical maps: ``"top"``, the posterior mean of the top latent (N, code_length),
+        the paper's code; ``"hierarchy"``, each latent group's posterior mean summarised per channel by its
+        pixel mean and standard deviation (N, hierarchy_code_length); a tuple of names gives a tuple of
+        codes from one pass. See :meth:`VDVAE.encode`."""
+        if isinstance(code, str):
+            return self.encode(maps, batch_size, (code,))[0]
+        parts = [[c.cpu().numpy() for c in self.model.encode(x, code)] for x in self._batches(maps, batch_size)]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(code)))
+
+    @property
+    def hierarchy_code_length(self) -> int:
+        """Length of the ``"hierarchy"`` code."""
+        return self.model.hierarchy_code_length
+
+    @torch.no_grad()
+    def reconstruct(self, maps, batch_size: int = 64) -> np.ndarray:
+        """Reconstructions (every latent at its posterior mean; the likelihood's mean), physical units."""
+        return np.concatenate([self.to_physical(self.model.reconstruct(x)) for x in self._batches(maps, batch_size)])
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int = 0, temperature: float = 1.0, noise: bool = False,
+               batch_size: int = 64) -> np.ndarray:
+        """``n`` new maps in physical units (``noise``: add the likelihood's per-pixel noise)."""
+        n, batch_size = check_int(n, "n", 1), check_int(batch_size, "batch_size", 1)
+        out = [self.to_physical(self.model.sample(min(batch_size, n - a), seed=seed + a, temperature=temperature,
+                                                  noise=noise)) for a in range(0, n, batch_size)]
+        return np.concatenate(out)
+
+    @torch.no_grad()
+    def elbo_terms(self, maps, batch_size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``(recon (N,), kl (N, n_blocks))`` in nats of the model's variable (one seeded latent draw)."""
+        recon, kl = [], []
+        for i, x in enumerate(self._batches(maps, batch_size)):
+            r, k = self.model.elbo(x, seed=seed + i)
+            recon.append(r.cpu().double().numpy())
+            kl.append(k.cpu().double().numpy())
+        return np.concatenate(recon), np.concatenate(kl)
+
+    def bits_per_dim(self, maps, batch_size: int = 64, seed: int = 0) -> np.ndarray:
+        """The negative ELBO per map in bits per dimension of the model's variable (a bound on -log2 p / D)."""
+        recon, kl = self.elbo_terms(maps, batch_size, seed)
+        dims = self.model.in_channels * self.n_pix ** 2
+        return -(recon - kl.sum(1)) / (dims * math.log(2.0))
+
+
+def spectra(maps, box_size: float = BOX_SIZE) -> tuple[np.ndarray, dict]:
+    """``(k, {name: P (N, n_k)})``: the auto-spectrum of every channel and the cross-spectrum of every pair.
+
+    ``maps`` (N, C, H, W) physical; names ``"auto c"`` and ``"cross c-d"`` by channel index. Only the
+    bins up to the Nyquist frequency ``pi H / box_size`` are kept (the corner modes beyond it
+    are anisotropic).
+    """
+    arr = np.asarray(maps, dtype=np.float64)
+    if arr.ndim != 4:
+        raise ValueError(f"maps: expected (N, C, H, W) maps, got shape {arr.shape}")
+    upto = stats.power_spectrum_bins(arr.shape[-1], box_size)[0] <= math.pi * arr.shape[-1] / box_size
+    out = {}
+    k = None
+    for c in range(arr.shape[1]):
+        k, out[f"auto {c}"] = stats.power_spectrum(arr[:, c], box_size)
+    for c in range(arr.shape[1]):
+        for d in range(c + 1, arr.shape[1]):
+            k, out[f"cross {c}-{d}"] = stats.cross_power_spectrum(arr[:, c], arr[:, d], box_size)
+    return k[upto], {name: pk[:, upto] for name, pk in out.items()}
+
+
+def spectra_agreement(k, generated: dict, real: dict, k_max: float | None = None) -> dict:
+    """``{name: k up to which the generated mean spectrum stays inside the real mean +- 1 sigma}``
+    (:func:`cosmonb.stats.pk_agree_kmax`), on the bins up to ``k_max`` (default all)."""
+    k = np.asarray(k, dtype=np.float64)
+    upto = np.ones(len(k), bool) if k_max is None else k <= k_max
+    return {name: stats.pk_agree_kmax(k[upto], generated[name][:, upto], real[name][:, upto]) for name in real}
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -243,7 +453,7 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
     ``resume=True`` continues it (bit for bit on CPU). ``max_steps`` caps the
     optimiser steps (the preset's epochs otherwise). Metrics: the negative
     ELBO per dimension (nats) on the validation and test maps, the linear
-    probe's R^2 per parameter on the test maps, skipped steps. Under
+    probe's R^2 per parameter on the test maps (top-latent and hierarchy codes), skipped steps. Under
     ``torchrun`` every process runs this; only rank 0 writes.
     """
     from ..train import TrainConfig, Trainer, distributed
@@ -295,10 +505,12 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
         vae = distributed.unwrap(trainer.model).eval()
         test_loss = negative_elbo_per_dim(vae, sets.test, bs)
         probe = spec["probe"]
-        codes_tr, theta_tr = encode_dataset(vae, sets.train, bs)
-        codes_te, theta_te = encode_dataset(vae, sets.test, bs)
-        r2 = linear_probe(codes_tr, theta_tr, codes_te, theta_te, epochs=probe["epochs"], lr=probe["lr"],
-                          seed=seed)
+        r2 = {}
+        for code in ("top", "hierarchy"):
+            codes_tr, theta_tr = encode_dataset(vae, sets.train, bs, code)
+            codes_te, theta_te = encode_dataset(vae, sets.test, bs, code)
+            r2[code] = linear_probe(codes_tr, theta_tr, codes_te, theta_te, epochs=probe["epochs"], lr=probe["lr"],
+                                    seed=seed)
         metrics = {"steps": int(result["steps"]), "epochs": round(result["steps"] / per_epoch, 3),
                    # the mean loss of each epoch (a record holds at most 1,000 numbers: 18,000 steps would not fit)
                    "train_loss": [float(np.mean(result["train_loss"][i:i + per_epoch]))
@@ -306,7 +518,8 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
                    "val_loss": [float(v) for v in result["val_loss"]],
                    "val_neg_elbo_per_dim": float(result["val_loss"][-1]) if result["val_loss"] else math.nan,
                    "test_neg_elbo_per_dim": float(test_loss),
-                   "probe_r2": {name: float(v) for name, v in zip(PARAM_NAMES, r2)},
+                   "probe_r2": {name: float(v) for name, v in zip(PARAM_NAMES, r2["top"])},
+                   "probe_r2_hierarchy": {name: float(v) for name, v in zip(PARAM_NAMES, r2["hierarchy"])},
                    "skipped_steps": int(result["skipped_steps"]), "world_size": int(result["world_size"])}
         extra = {"preset": preset, "fields": list(FIELDS), "data": sets.source,
                  "data_settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dset.items()},
@@ -317,7 +530,8 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
                                normaliser=sets.normaliser, extra=extra, directory=out)
         log(f"[cosmonb train] {NAME}: {result['steps']} steps ({result['stop_reason'] or 'stopped'}, "
             f"{metrics['skipped_steps']} skipped) in {time.perf_counter() - t0:.1f} s; negative ELBO per dim: "
-            f"val {metrics['val_neg_elbo_per_dim']:.4f}, test {test_loss:.4f}; probe R^2 "
-            + ", ".join(f"{k} {v:.2f}" for k, v in metrics["probe_r2"].items()) + f" -> {path}")
+            f"val {metrics['val_neg_elbo_per_dim']:.4f}, test {test_loss:.4f}; probe R^2 (top latent, hierarchy) "
+            + ", ".join(f"{k} {v:.2f}/{metrics['probe_r2_hierarchy'][k]:.2f}" for k, v in metrics["probe_r2"].items())
+            + f" -> {path}")
     distributed.barrier()
     return path
