@@ -76,3 +76,12 @@ def checkpoint_summary(ckpt: dict, name: str, networks, preset: str, model_confi
             "in_manifest": name in checkpoints.read_manifest(networks), "command": meta["command"],
             "train_seconds": meta["seconds"], "preset": preset, "model": model_config,
             "steps": meta["metrics"].get("steps"), "hardware": meta["hardware"]}
+
+
+def notebook_quick_time(notebook: str) -> dict:
+    """``{notebook_quick_seconds, notebook_quick_measured}`` of ``notebook``'s quick mode as
+    ``python -m cosmonb run --quick`` recorded it in bench/results/notebooks.json (empty if never run)."""
+    times = RESULTS / "notebooks.json"
+    book = json.loads(times.read_text()).get("notebooks", {}) if times.is_file() else {}
+    quick = book.get(notebook, {}).get("quick")
+    return {"notebook_quick_seconds": quick["seconds"], "notebook_quick_measured": quick["measured"]} if quick else {}

@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cosmonb  # noqa: E402
-from _machine import checkpoint_summary, time_training_steps, write_results  # noqa: E402
+from _machine import checkpoint_summary, notebook_quick_time, time_training_steps, write_results  # noqa: E402
 from cosmonb import sims, stats  # noqa: E402
 from cosmonb.inference.diagnostics import hpd_coverage  # noqa: E402
 from cosmonb.models.glow import ConditionalGlow  # noqa: E402
@@ -256,13 +256,7 @@ def main(argv=None) -> dict:
     result["images_per_second"] = result["throughput"]["images_per_second"]
     result["reference_implementation"] = REFERENCE
 
-    # the notebook's quick-mode time, as `python -m cosmonb run --quick` recorded it
-    times = ROOT / "bench" / "results" / "notebooks.json"
-    book = json.loads(times.read_text()).get("notebooks", {}) if times.is_file() else {}
-    quick = book.get("03_higlow.ipynb", {}).get("quick")
-    if quick:
-        result["notebook_quick_seconds"] = quick["seconds"]
-        result["notebook_quick_measured"] = quick["measured"]
+    result.update(notebook_quick_time("03_higlow.ipynb"))  # as `python -m cosmonb run --quick` recorded it
 
     result["pass"] = {k: _passes(result[k], rule) for k, rule in TARGETS.items() if k in result}
     result["total_seconds"] = time.perf_counter() - t_start

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cosmonb  # noqa: E402
-from _machine import checkpoint_summary, time_training_steps, write_results  # noqa: E402
+from _machine import checkpoint_summary, notebook_quick_time, time_training_steps, write_results  # noqa: E402
 from cosmonb import sims  # noqa: E402
 from cosmonb.models.vdvae import VDVAE  # noqa: E402
 from cosmonb.recipes.maps import exact_bits_per_dim  # noqa: E402
@@ -207,12 +207,7 @@ def main(argv=None):
     result["throughput"] = throughput(threads=2, steps=2 if args.quick else 10, warmup=1 if args.quick else 3)
     result["images_per_second"] = result["throughput"]["images_per_second"]
 
-    times = ROOT / "bench" / "results" / "notebooks.json"
-    book = json.loads(times.read_text()).get("notebooks", {}) if times.is_file() else {}
-    quick = book.get("04_vdvae_latents.ipynb", {}).get("quick")
-    if quick:
-        result["notebook_quick_seconds"] = quick["seconds"]
-        result["notebook_quick_measured"] = quick["measured"]
+    result.update(notebook_quick_time("04_vdvae_latents.ipynb"))  # as `python -m cosmonb run --quick` recorded it
 
     result["pass"] = {k: _passes(result[k], rule) for k, rule in TARGETS.items() if k in result}
     result["total_seconds"] = time.perf_counter() - t_start
