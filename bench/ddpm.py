@@ -211,15 +211,25 @@ def main(argv=None) -> dict:
     test_sims = np.unique(sets.splits["test"] // per_sim)
     points = test_sims[np.linspace(0, len(test_sims) - 1, min(args.points, len(test_sims))).astype(int)]
 
+    def save_stage(stage: str):
+        """Write what is measured so far (``complete: false``), so a killed run keeps its finished stages."""
+        if not args.quick:
+            write_results("ddpm", {**result, "complete": False, "stages_done": stage,
+                                   "total_seconds": time.perf_counter() - t_start}, quiet=True)
+
     ddim = chi2_scores(emu, points, sets.maps, sets.params, per_sim, args.generated, "ddim", 50, args.seed)
-    print(f"DDIM-50: chi2 {ddim['chi2']:.3f} / LOO {ddim['chi2_loo']:.3f} = {ddim['ratio']:.3f}")
+    print(f"DDIM-50: chi2 {ddim['chi2']:.3f} / LOO {ddim['chi2_loo']:.3f} = {ddim['ratio']:.3f}", flush=True)
+    result.update(ddim_chi2_ratio_median=ddim["ratio_median"], chi2={"ddim": ddim}, ddim_chi2_ratio=ddim["ratio"])
+    save_stage("ddim")
     anc = chi2_scores(emu, points[:1] if args.quick else points, sets.maps, sets.params, per_sim, args.ancestral_generated, "ancestral", None,
                       args.seed + 1)
-    print(f"ancestral-{emu.model.timesteps}: chi2 {anc['chi2']:.3f} / LOO {anc['chi2_loo']:.3f} = {anc['ratio']:.3f}")
+    print(f"ancestral-{emu.model.timesteps}: chi2 {anc['chi2']:.3f} / LOO {anc['chi2_loo']:.3f} = {anc['ratio']:.3f}",
+          flush=True)
     result.update(chi2_ratio_median=anc["ratio_median"], ddim_chi2_ratio_median=ddim["ratio_median"])
     result.update(chi2={"ddim": ddim, "ancestral": anc}, chi2_ratio=anc["ratio"], ddim_chi2_ratio=ddim["ratio"],
                   ddim_vs_ancestral=ddim["ratio"] / anc["ratio"],
                   ddim_speedup=anc["seconds_per_map"] / ddim["seconds_per_map"])
+    save_stage("ddim, ancestral")
 
     pick = sets.splits["test"][np.linspace(0, len(sets.splits["test"]) - 1, args.maps).astype(int)]
     post = l0_posteriors(emu, pick, sets.maps, sets.params, args.grid, args.seed)
@@ -228,6 +238,7 @@ def main(argv=None) -> dict:
         result[key] = post[key]
     if args.grid != 50:
         result["grid_seconds_note"] = f"measured on a {args.grid} x {args.grid} grid, not 50 x 50"
+    save_stage("ddim, ancestral, L_0 posteriors")
 
     result["throughput"] = throughput(threads=2, steps=1 if args.quick else 5, warmup=1 if args.quick else 2,
                                       profile=not args.quick)
@@ -243,7 +254,7 @@ def main(argv=None) -> dict:
         print(json.dumps({"quick": True, "written": False, **{k: result[k] for k in keys}, "pass": result["pass"]},
                          indent=2))
     else:
-        write_results("ddpm", result)
+        write_results("ddpm", {**result, "complete": True})
     return result
 
 
