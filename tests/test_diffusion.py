@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from cosmonb import sims
 from cosmonb.models.diffusion import DDPM, make_betas
 from cosmonb.models.unet import UNet
 
@@ -311,3 +312,78 @@ def test_pk_chi2_prefers_the_right_spectrum():
     assert pk_chi2(same[:, None], true[:, None]) == pytest.approx(pk_chi2(same, true))
     with pytest.raises(ValueError, match="generated, simulated: expected maps"):
         pk_chi2(same[:, :8], true)
+
+
+# --------------------------------------------------------------------------- the emulator of notebook 05
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    from cosmonb.recipes.diffusion import DiffusionEmulator, train_ddpm_recipe
+
+    out = tmp_path_factory.mktemp("ddpm_emulator")
+    train_ddpm_recipe("quick", out=out, max_steps=2, log=lambda *a: None)
+    return DiffusionEmulator.load(out)
+
+
+def test_emulator_bad_input_raises_clear_errors(emulator):
+    n = emulator.n_pix
+    good = sims.simulate([[0.3, 0.8, 1, 1, 1, 1]], "Mcdm", n_pix=n, seed=0)[0, 0]
+    # a map of the wrong size
+    with pytest.raises(ValueError, match=rf"maps: expected Mcdm maps of {n} x {n} pixels .* got shape \(1, 32, 32\)"):
+        emulator.vlb_posteriors(np.ones((32, 32)), [0.3, 0.8], n_grid=3)
+    with pytest.raises(ValueError, match="maps: expected finite, positive"):
+        emulator.to_model_units(-good)
+    # parameters outside the prior
+    with pytest.raises(ValueError, match=r"theta: expected Omega_m in \[0.1, 0.5\] \(the prior\), got 0.6"):
+        emulator.sample([0.6, 0.8], n=1, steps=2)
+    with pytest.raises(ValueError, match=r"theta: expected sigma_8 in \[0.6, 1\] \(the prior\), got 0.55"):
+        emulator.sample([[0.3, 0.8], [0.3, 0.55]], n=2, steps=2)
+    with pytest.raises(ValueError, match=r"centre: expected Omega_m in \[0.1, 0.5\]"):
+        emulator.vlb_posteriors(good, [0.05, 0.8], n_grid=3)
+    with pytest.raises(ValueError, match="theta: expected finite parameters"):
+        emulator.sample([np.nan, 0.8])
+    # sampler step counts the 1000-step schedule cannot take
+    with pytest.raises(ValueError, match="steps: the cosine schedule has 1000 steps, so DDIM takes an integer from "
+                                         "1 to 1000, got 1001"):
+        emulator.sample([0.3, 0.8], steps=1001)
+    with pytest.raises(ValueError, match="DDIM takes an integer from 1 to 1000, got 0"):
+        emulator.sample([0.3, 0.8], steps=0)
+    with pytest.raises(ValueError, match="DDIM takes an integer from 1 to 1000, got 2.5"):
+        emulator.sample([0.3, 0.8], steps=2.5)
+    with pytest.raises(ValueError, match="steps: ancestral sampling runs all 1000 steps of the schedule, got 50"):
+        emulator.sample([0.3, 0.8], method="ancestral", steps=50)
+
+
+def test_emulator_round_trips_units_and_grid_posteriors(emulator):
+    from cosmonb.recipes.diffusion import hpd_area
+
+    n = emulator.n_pix
+    maps = sims.simulate(np.tile([0.3, 0.8, 1, 1, 1, 1], (2, 1)), "Mcdm", n_pix=n, seed=1)[:, 0]
+    z = emulator.to_model_units(maps)
+    assert tuple(z.shape) == (2, 1, n, n)
+    np.testing.assert_allclose(emulator.to_physical(z), maps, rtol=1e-5)
+    # the paper's grid: +-0.1 around the centre, clipped to the prior
+    gx, gy = emulator.grid([0.15, 0.95], n_grid=11)
+    assert (gx[0], gx[-1]) == pytest.approx((0.1, 0.25)) and (gy[0], gy[-1]) == pytest.approx((0.85, 1.0))
+    posts = emulator.vlb_posteriors(maps[0], [0.3, 0.8], (0, 5), n_grid=5, seed=3)
+    again = emulator.vlb_posteriors(maps[0], [0.3, 0.8], (0, 5), n_grid=5, seed=3)
+    assert sorted(posts) == [0, 5] and np.array_equal(posts[0].log_post, again[0].log_post)  # common random numbers
+    # log-posterior = -L_0 of DDPM.vlb_terms on the same grid
+    u = emulator.to_unit(np.stack(np.meshgrid(posts[0].x, posts[0].y, indexing="ij"), -1).reshape(-1, 2))
+    terms = emulator.model.vlb_terms(z[0], u, [0], seed=3)[:, 0].double().numpy()
+    np.testing.assert_allclose(posts[0].log_post.ravel(), -terms, rtol=1e-6)
+    assert 0 < hpd_area(posts[0]) <= 0.2 * 0.2 + 1e-12
+    g = emulator.sample([0.3, 0.8], n=3, seed=0, steps=3)
+    assert g.shape == (3, n, n) and np.all(g > 0)
+    assert np.array_equal(g, emulator.sample([0.3, 0.8], n=3, seed=0, steps=3))
+
+
+def test_hpd_area_of_a_gaussian_is_the_ellipse():
+    from cosmonb.posteriors import GridPosterior
+    from cosmonb.recipes.diffusion import hpd_area
+
+    x, y = np.linspace(-0.5, 0.5, 401), np.linspace(-1.0, 1.0, 401)
+    sx, sy = 0.05, 0.1
+    post = GridPosterior(x, y, -0.5 * ((x[:, None] / sx) ** 2 + (y[None, :] / sy) ** 2))
+    for mass in (0.68, 0.95):
+        ellipse = np.pi * sx * sy * (-2 * np.log(1 - mass))  # a 2-dof Gaussian's region holding `mass`
+        assert hpd_area(post, mass) == pytest.approx(ellipse, rel=0.02)

@@ -50,7 +50,8 @@ from ..train import TrainConfig, Trainer, distributed
 from ..train.callbacks import EMA, Callback
 from .maps import AugmentedBatches, MapSets, map_sets, resolve_data_root
 
-__all__ = ["PRESETS", "train_ddpm_recipe", "pk_chi2", "score_pk_chi2", "validation_batches", "load_init_weights"]
+__all__ = ["PRESETS", "train_ddpm_recipe", "pk_chi2", "score_pk_chi2", "validation_batches", "load_init_weights",
+           "DiffusionEmulator", "hpd_area"]
 
 #: Presets of :func:`train_ddpm_recipe`: the model (``DDPM`` config), the training (``TrainConfig``
 #: settings; ``ema_decay`` is the EMA of the shipped weights), the data (``map_sets``
@@ -345,3 +346,165 @@ def train_ddpm_recipe(preset: str = "quick", *, out, data_root=None, resume: boo
             f"(step {selection.best_step}; true maps {metrics['chi2_loo']:.3g}) -> {path}")
     distributed.barrier()
     return path
+
+
+# --------------------------------------------------------------------------- the emulator of notebook 05
+def hpd_area(post, mass: float = 0.68) -> float:
+    """Area in the (Omega_m, sigma_8) plane of the highest-density region of a grid posterior holding ``mass``.
+
+    The cells whose mass is at least :meth:`~cosmonb.posteriors.GridPosterior.level` count, each with its
+    area (cell edges half-way between grid points), so posteriors on different grids compare.
+
+    Example:
+        >>> from cosmonb.posteriors import GridPosterior
+        >>> x = np.linspace(-4, 4, 161)
+        >>> post = GridPosterior(x, x, -0.5 * (x[:, None] ** 2 + x[None, :] ** 2))
+        >>> round(hpd_area(post, 0.68) / (2 * np.pi * 1.1394), 1)  # pi r^2 with r^2 = -2 ln(0.32)
+        1.0
+    """
+    widths = [np.gradient(g) for g in (post.x, post.y)]
+    cells = widths[0][:, None] * widths[1][None, :]
+    return float(cells[post.prob >= post.level(mass)].sum())
+
+
+class DiffusionEmulator:
+    """A trained :class:`~cosmonb.models.diffusion.DDPM` of log10 Mcdm maps, in physical units.
+
+    Maps go in and come out in (Msun/h)/(Mpc/h)^2 and parameters as (Omega_m, sigma_8);
+    the checkpoint's normaliser converts to the model's standardised log10 maps and to
+    parameters scaled to [0, 1] over the prior. Wrong input raises ``ValueError``: maps of
+    another size than the model's, parameters outside the prior, a sampler step count the
+    schedule cannot take.
+
+    Example:
+        >>> import tempfile
+        >>> out = tempfile.mkdtemp()
+        >>> _ = train_ddpm_recipe("quick", out=out, max_steps=2, log=lambda *a: None)
+        >>> emu = DiffusionEmulator.load(out)
+        >>> emu.sample([0.3, 0.8], n=2, steps=4, seed=0).shape
+        (2, 16, 16)
+        >>> emu.sample([0.6, 0.8], n=1, steps=4)
+        Traceback (most recent call last):
+        ...
+        ValueError: theta: expected Omega_m in [0.1, 0.5] (the prior), got 0.6
+    """
+
+    def __init__(self, model: DDPM, checkpoint: dict):
+        self.model, self.checkpoint = model, checkpoint
+        self.normaliser = checkpoint["normaliser"]
+        self.low = np.asarray(self.normaliser["param_shift"], dtype=np.float64)
+        self.high = self.low + np.asarray(self.normaliser["param_scale"], dtype=np.float64)
+
+    @classmethod
+    def load(cls, directory=None, name: str = "ddpm") -> "DiffusionEmulator":
+        """The checkpoint ``name`` in ``directory`` (None: the shipped ``cosmonb/pretrained``), sha256-checked."""
+        model, ckpt = checkpoints.load_model(name, directory=directory, kind="ddpm")
+        return cls(model, ckpt)
+
+    @property
+    def n_pix(self) -> int:
+        return int(self.model.net.n_pix)
+
+    # ------------------------------------------------------------------ conversions and checks
+    def check_theta(self, theta, name: str = "theta") -> np.ndarray:
+        """``theta`` as an (n, 2) float array of (Omega_m, sigma_8) inside the prior, else ``ValueError``."""
+        arr = np.asarray(theta, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
+            raise ValueError(f"{name}: expected (Omega_m, sigma_8) pairs of shape (2,) or (n, 2), "
+                             f"got shape {np.shape(theta)}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name}: expected finite parameters, found NaN/inf")
+        for j, label in enumerate(("Omega_m", "sigma_8")):
+            bad = arr[(arr[:, j] < self.low[j] - 1e-9) | (arr[:, j] > self.high[j] + 1e-9), j]
+            if bad.size:
+                raise ValueError(f"{name}: expected {label} in [{self.low[j]:.4g}, {self.high[j]:.4g}] "
+                                 f"(the prior), got {bad[0]:.4g}")
+        return arr
+
+    def to_unit(self, theta) -> torch.Tensor:
+        """Physical (Omega_m, sigma_8) -> the model's condition in [0, 1] (checked against the prior)."""
+        return torch.as_tensor((self.check_theta(theta) - self.low) / (self.high - self.low), dtype=torch.float32)
+
+    def to_model_units(self, maps) -> torch.Tensor:
+        """Positive Mcdm maps ``(N, N)``, ``(n, N, N)`` or ``(n, 1, N, N)`` -> standardised log10 ``(n, 1, N, N)``."""
+        arr = np.asarray(maps.detach().cpu() if isinstance(maps, torch.Tensor) else maps, dtype=np.float64)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim == 4 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 3 or arr.shape[1:] != (self.n_pix, self.n_pix):
+            raise ValueError(f"maps: expected Mcdm maps of {self.n_pix} x {self.n_pix} pixels (the model's size), "
+                             f"got shape {arr.shape}; block-average or cut them to {self.n_pix}^2 first")
+        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise ValueError("maps: expected finite, positive Mcdm densities in (Msun/h)/(Mpc/h)^2")
+        return torch.as_tensor(data.normalise_maps(arr[:, None], self.normaliser))
+
+    def to_physical(self, z) -> np.ndarray:
+        """Standardised log10 maps ``(n, 1, N, N)`` -> physical maps ``(n, N, N)`` (float64)."""
+        return data.denormalise_maps(torch.as_tensor(z).double().cpu(), self.normaliser).numpy()[:, 0]
+
+    def check_steps(self, steps, method: str = "ddim") -> int | None:
+        """A sampler's step count: DDIM takes 1 .. T evenly spaced steps, ancestral sampling exactly T."""
+        T = self.model.timesteps
+        if method == "ancestral":
+            if steps not in (None, T):
+                raise ValueError(f"steps: ancestral sampling runs all {T} steps of the schedule, got {steps!r}; "
+                                 f"use method='ddim' for fewer")
+            return None
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
+            raise ValueError(f"steps: the {self.model.schedule} schedule has {T} steps, so DDIM takes an integer "
+                             f"from 1 to {T}, got {steps!r}")
+        return int(steps)
+
+    # ------------------------------------------------------------------ the emulator
+    def sample(self, theta, n: int = 1, *, seed: int | None = None, steps: int = 50, method: str = "ddim",
+               batch_size: int = 64) -> np.ndarray:
+        """``n`` maps ``(n, N, N)`` in physical units at (Omega_m, sigma_8) ``theta`` (one pair, or ``n`` pairs).
+
+        ``method="ddim"`` (deterministic, ``steps`` evenly spaced steps) or ``"ancestral"`` (all T).
+        """
+        n = check_int(n, "n", 1)
+        cond = self.to_unit(theta)
+        if len(cond) not in (1, n):
+            raise ValueError(f"theta: expected one pair or {n} pairs, got {len(cond)}")
+        steps = self.check_steps(steps, method)
+        cond = cond.expand(n, 2)
+        out = []
+        for j, lo in enumerate(range(0, n, batch_size)):
+            hi = min(lo + batch_size, n)
+            s = None if seed is None else int(seed) + 7919 * j
+            z = self.model.sample(hi - lo, cond[lo:hi], seed=s, steps=steps, method=method, clip_x0=_CLIP_X0)
+            out.append(self.to_physical(z))
+        return np.concatenate(out)
+
+    # ------------------------------------------------------------------ the likelihood
+    def grid(self, centre, n_grid: int = 50, half_width: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+        """The paper's grid: ``n_grid`` points per parameter over ``centre +- half_width``, clipped to the prior."""
+        centre = self.check_theta(centre, "centre")[0]
+        n_grid = check_int(n_grid, "n_grid", 3)
+        if not half_width > 0:
+            raise ValueError(f"half_width: expected a number > 0, got {half_width!r}")
+        return tuple(np.linspace(max(self.low[j], centre[j] - half_width), min(self.high[j], centre[j] + half_width),
+                                 n_grid) for j in range(2))
+
+    def vlb_posteriors(self, x, centre, timesteps=(0,), *, n_grid: int = 50, half_width: float = 0.1,
+                       seed: int = 0, n_noise: int = 1, batch_size: int = 256) -> dict:
+        """Posteriors ``p(theta | x) ~ exp(-L_t(x, theta))`` on the paper's grid, one per step index in ``timesteps``.
+
+        ``x``: one Mcdm map in physical units; ``centre``: the grid's centre (the truth, in the paper).
+        The terms come from :meth:`DDPM.vlb_terms` (common random numbers over the grid, ``n_noise``
+        draws from ``seed``). Returns ``{t: GridPosterior}`` (flat prior on the grid).
+        """
+        from ..posteriors import GridPosterior
+
+        z = self.to_model_units(x)
+        if len(z) != 1:
+            raise ValueError(f"x: expected one map, got {len(z)}")
+        gx, gy = self.grid(centre, n_grid, half_width)
+        mesh = np.stack(np.meshgrid(gx, gy, indexing="ij"), -1).reshape(-1, 2)
+        terms = self.model.vlb_terms(z[0], self.to_unit(mesh), list(timesteps), seed=seed, n_noise=n_noise,
+                                     batch_size=batch_size).double().numpy()
+        return {int(t): GridPosterior(gx, gy, -terms[:, j].reshape(len(gx), len(gy)), names=("Omega_m", "sigma_8"))
+                for j, t in enumerate(timesteps)}
