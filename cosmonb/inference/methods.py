@@ -43,6 +43,7 @@ import io
 import math
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,7 +60,8 @@ from .diagnostics import sbc_ranks, sbc_uniformity, tarp
 __all__ = ["NAMES", "PRIOR", "MethodUnavailable", "Method", "held_out_params", "simulate_maps", "add_noise",
            "ExactMethod", "MarginalisedMethod", "PowerSpectrumMethod", "IMNNMethods", "MomentCNN", "CNNMethod",
            "HIGlowMethod", "DDPMMethod", "VDVAENPEMethod", "fit_npe", "prior_grid_posterior", "hpd_area",
-           "truth_credible_mass", "score_methods", "TARP_MIN_PVALUE"]
+           "truth_credible_mass", "score_methods", "TARP_MIN_PVALUE", "PRESETS", "ORDER", "build_methods", "MapBank",
+           "run_methods", "comparison_table", "misspecification_summary"]
 
 NAMES = ("Omega_m", "sigma_8")
 #: the flat prior of (Omega_m, sigma_8): CAMELS's LH box
@@ -621,3 +623,136 @@ def score_methods(posteriors_by_method: dict, truths, exact, *, seconds_per_map:
             row["simulations"] = int(simulations[name])
         table[name] = row
     return table
+
+
+# --------------------------------------------------------------------------- running every method on the held-out maps
+#: Settings of :func:`build_methods`: ``quick`` (notebook 06's quick mode: seconds, few maps, coarse grids,
+#: small trainings) and ``full`` (the notebook's full run and ``bench/inference.py``).
+PRESETS = {
+    "quick": {"n_maps": 6, "exact_grid": 40, "grid": 40, "ps_sims": 400, "ps_fid": 150,
+              "imnn_sims": 500, "imnn_epochs": 40, "cnn_sims": 600, "cnn_epochs": 3, "cnn_width": 8,
+              "higlow_grid": 15, "ddpm_grid": 8, "vdvae_sims": 500, "vdvae_components": 8, "mcmc_steps": 300},
+    "full": {"n_maps": 100, "exact_grid": 60, "grid": 60, "ps_sims": 2000, "ps_fid": 500,
+             "imnn_sims": 4000, "imnn_epochs": 300, "cnn_sims": 4000, "cnn_epochs": 30, "cnn_width": 16,
+             "higlow_grid": 50, "ddpm_grid": 20, "vdvae_sims": 4000, "vdvae_components": 16, "mcmc_steps": 1000},
+}
+
+#: the order of the table: exact first, then each family's learned methods after its exact reference
+ORDER = ("exact", "power_spectrum", "imnn_delfi", "imnn_npe", "cnn_moments", "exact_ddpm", "ddpm_l0",
+         "exact_marginalised_hi", "higlow", "exact_marginalised_gas", "vdvae_npe")
+
+
+def build_methods(preset="quick", *, ddpm_dir=None, vdvae_dir=None, higlow_dir=None, only=None, log=print):
+    """Every method of the comparison, trained or loaded: ``(methods {key: Method}, skipped {key: reason})``.
+
+    ``preset``: a key of :data:`PRESETS` or a dict of the same settings. A method whose
+    checkpoint does not load is skipped (``log`` prints why); ``only``: a subset of keys.
+    The exact references (``exact``, ``exact_ddpm``, ``exact_marginalised_*``) come with the
+    methods that need them.
+    """
+    cfg = dict(PRESETS[preset] if isinstance(preset, str) else preset)
+    want = set(ORDER if only is None else only)
+    methods, skipped = {}, {}
+
+    def attempt(key, make):
+        if key not in want:
+            return None
+        try:
+            t = time.perf_counter()
+            m = make()
+            log(f"{key}: ready in {time.perf_counter() - t:.1f} s ({m.note})")
+            methods[key] = m
+            return m
+        except MethodUnavailable as err:
+            skipped[key] = str(err)
+            log(f"{key}: SKIPPED: {err}")
+            return None
+
+    attempt("exact", lambda: ExactMethod(n_grid=cfg["exact_grid"]))
+    attempt("power_spectrum", lambda: PowerSpectrumMethod(n_sims=cfg["ps_sims"], n_fid=cfg["ps_fid"], n_grid=cfg["grid"]))
+    if want & {"imnn_delfi", "imnn_npe"}:
+        try:
+            t = time.perf_counter()
+            both = IMNNMethods(n_sims=cfg["imnn_sims"], n_grid=cfg["grid"], epochs=cfg["imnn_epochs"])
+            for m in (both.delfi, both.npe):
+                if m.name in want:
+                    methods[m.name] = m
+                    log(f"{m.name}: ready ({m.note})")
+            log(f"  IMNN methods trained in {time.perf_counter() - t:.1f} s")
+        except MethodUnavailable as err:
+            for key in ("imnn_delfi", "imnn_npe"):
+                skipped[key] = str(err)
+                log(f"{key}: SKIPPED: {err}")
+    attempt("cnn_moments", lambda: CNNMethod(n_sims=cfg["cnn_sims"], epochs=cfg["cnn_epochs"], width=cfg["cnn_width"]))
+    ddpm = attempt("ddpm_l0", lambda: DDPMMethod(n_grid=cfg["ddpm_grid"], directory=ddpm_dir))
+    if ddpm is not None:
+        methods["exact_ddpm"] = ExactMethod(n_pix=ddpm.n_pix, n_grid=cfg["exact_grid"], name="exact_ddpm")
+    glow = attempt("higlow", lambda: HIGlowMethod(n_grid=cfg["higlow_grid"], directory=higlow_dir))
+    if glow is not None or "exact_marginalised_hi" in (only or ()):
+        methods["exact_marginalised_hi"] = MarginalisedMethod(("HI",), glow.n_pix if glow else 64, cfg["mcmc_steps"])
+    vae = attempt("vdvae_npe", lambda: VDVAENPEMethod(n_sims=cfg["vdvae_sims"], n_components=cfg["vdvae_components"],
+                                                      n_grid=cfg["grid"], directory=vdvae_dir))
+    if vae is not None:
+        methods["exact_marginalised_gas"] = MarginalisedMethod(vae.fields, vae.n_pix, cfg["mcmc_steps"])
+    return {k: methods[k] for k in ORDER if k in methods}, skipped
+
+
+class MapBank:
+    """The held-out maps at ``params`` (N, 6), simulated once per (fields, n_pix) and cached; ``transform`` (e.g.
+    :func:`add_noise`) applied to every set; ``outside_prior`` passes feedback parameters beyond the prior."""
+
+    def __init__(self, params, seed: int = 2026, transform=None, outside_prior: bool = False):
+        self.params, self.seed, self.transform, self.outside_prior = np.asarray(params, float), seed, transform, outside_prior
+        self._maps = {}
+
+    def __call__(self, fields, n_pix) -> np.ndarray:
+        key = (tuple(fields), int(n_pix))
+        if key not in self._maps:
+            m = sims.simulate(self.params, key[0], n_pix=key[1], seed=self.seed, outside_prior=self.outside_prior)
+            self._maps[key] = self.transform(m) if self.transform is not None else m
+        return self._maps[key]
+
+
+def run_methods(methods: dict, bank: MapBank, *, progress: bool = False) -> dict:
+    """``{key: [Posterior per map]}`` for every method on the maps it takes (``bank(method.fields, method.n_pix)``)."""
+    out = {}
+    for key, m in methods.items():
+        m.seconds = []
+        with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # coarse grids warn when a posterior is narrower than a cell
+                warnings.simplefilter("ignore")
+                out[key] = m.posteriors(bank(m.fields, m.n_pix), progress=progress)
+    return out
+
+
+def comparison_table(methods: dict, posteriors: dict, truths, **kwargs) -> dict:
+    """:func:`score_methods` with each method against its exact reference, seconds and simulations filled in."""
+    refs = {k: posteriors[m.reference] for k, m in methods.items() if m.reference in posteriors}
+    posts = {k: posteriors[k] for k in refs}
+    return score_methods(posts, truths, refs, seconds_per_map={k: methods[k].seconds_per_map for k in posts},
+                         simulations={k: methods[k].simulations for k in posts}, **kwargs)
+
+
+def misspecification_summary(posteriors: dict, truths, clean: dict, *, collapse: float = 0.5) -> dict:
+    """How each method behaves on misspecified maps, against itself on the clean maps of the same parameters.
+
+    Per key of ``posteriors`` (and of ``clean``): ``coverage_68``, ``coverage_95``, ``rmse`` (2,),
+    ``rmse_clean`` (2,), ``width_change`` (median over maps of the 68% area on the misspecified map
+    over the area on the clean map) and ``verdict``: ``"holds up"`` (coverage_68 >= ``collapse``), ``"fails confidently"`` (coverage_68 < ``collapse`` with the 68% region
+    less than 1.5 times its clean area: wrong and sure of it), or ``"widens but misses"``
+    (coverage below ``collapse`` although the region grew).
+    """
+    t = as_finite_array(truths, "truths")[:, :2]
+    out = {}
+    for key, posts in posteriors.items():
+        masses = np.array([truth_credible_mass(p, x) for p, x in zip(posts, t)])
+        means = np.array([p.mean[:2] for p in posts])
+        clean_means = np.array([p.mean[:2] for p in clean[key]])
+        change = float(np.median([hpd_area(p) / hpd_area(c) for p, c in zip(posts, clean[key])]))
+        c68 = float((masses <= 0.68).mean())
+        verdict = ("holds up" if c68 >= collapse else "fails confidently" if change < 1.5 else "widens but misses")
+        out[key] = {"n_maps": len(t), "coverage_68": c68, "coverage_95": float((masses <= 0.95).mean()),
+                    "rmse": np.sqrt(((means - t) ** 2).mean(0)).tolist(),
+                    "rmse_clean": np.sqrt(((clean_means - t) ** 2).mean(0)).tolist(),
+                    "width_change": change, "verdict": verdict}
+    return out
