@@ -44,6 +44,7 @@ import math
 import re
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +62,7 @@ __all__ = ["NAMES", "PRIOR", "MethodUnavailable", "Method", "held_out_params", "
            "ExactMethod", "MarginalisedMethod", "PowerSpectrumMethod", "IMNNMethods", "MomentCNN", "CNNMethod",
            "HIGlowMethod", "DDPMMethod", "VDVAENPEMethod", "fit_npe", "prior_grid_posterior", "hpd_area",
            "truth_credible_mass", "score_methods", "TARP_MIN_PVALUE", "PRESETS", "ORDER", "build_methods", "MapBank",
-           "run_methods", "comparison_table", "misspecification_summary"]
+           "run_methods", "comparison_table", "misspecification_summary", "as_grid"]
 
 NAMES = ("Omega_m", "sigma_8")
 #: the flat prior of (Omega_m, sigma_8): CAMELS's LH box
@@ -246,6 +247,27 @@ class PowerSpectrumMethod(Method):
 
 
 # --------------------------------------------------------------------------- NPE (sbi)
+class _NoTracker:
+    """sbi's experiment tracker, doing nothing: its default writes TensorBoard logs to ./sbi-logs."""
+
+    log_dir = None
+
+    def log_metric(self, name, value, step=None):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_params(self, params):
+        pass
+
+    def add_figure(self, name, figure, step=None):
+        pass
+
+    def flush(self):
+        pass
+
+
 def fit_npe(theta, x, *, seed: int = 0, max_epochs: int = 300, hidden: int = 50, transforms: int = 5):
     """Neural posterior estimation with ``sbi`` (a masked autoregressive flow q(theta | x)), uniform prior box.
 
@@ -261,7 +283,7 @@ def fit_npe(theta, x, *, seed: int = 0, max_epochs: int = 300, hidden: int = 50,
     torch.manual_seed(seed)
     prior = BoxUniform(torch.as_tensor(PRIOR.low, dtype=torch.float32), torch.as_tensor(PRIOR.high, dtype=torch.float32))
     builder = posterior_nn(model="maf", hidden_features=hidden, num_transforms=transforms)
-    npe = NPE(prior=prior, density_estimator=builder, show_progress_bars=False)
+    npe = NPE(prior=prior, density_estimator=builder, show_progress_bars=False, tracker=_NoTracker())
     with contextlib.redirect_stdout(io.StringIO()):  # sbi prints "converged after N epochs"
         estimator = npe.append_simulations(torch.as_tensor(theta, dtype=torch.float32),
                                            torch.as_tensor(x, dtype=torch.float32)).train(
@@ -528,13 +550,14 @@ def truth_credible_mass(post: Posterior, truth) -> float:
     return float(post.credible_mass(t))
 
 
-def hpd_area(post: Posterior, mass: float = 0.68, n_kde: int = 2000) -> float:
+def hpd_area(post: Posterior, mass: float = 0.68, n_kde: int = 1000) -> float:
     """Area in the (Omega_m, sigma_8) plane of the highest-density region holding ``mass``.
 
     A grid posterior: the cells at or above :meth:`GridPosterior.level` (cell edges half-way
     between grid points). A Gaussian: the ellipse, ``pi (-2 ln(1 - mass)) sqrt(det cov)``.
     Samples: the region of a Gaussian kernel density estimate above the density that
-    ``mass`` of the samples exceed, counted on an 80 x 80 grid over mean +- 5 std.
+    ``mass`` of the samples exceed, counted on a 60 x 60 grid over mean +- 5 std (at most ``n_kde``
+    samples). Computed once per posterior object.
 
     Example:
         >>> x = np.linspace(-5, 5, 201)
@@ -545,6 +568,18 @@ def hpd_area(post: Posterior, mass: float = 0.68, n_kde: int = 2000) -> float:
     """
     if not 0 < mass < 1:
         raise ValueError(f"mass: expected a probability in (0, 1), got {mass}")
+    key = (mass, n_kde)
+    cache = _AREAS.setdefault(post, {})
+    if key not in cache:
+        cache[key] = _hpd_area(post, mass, n_kde)
+    return cache[key]
+
+
+#: areas already computed, per posterior object (a posterior is immutable once made)
+_AREAS = weakref.WeakKeyDictionary()
+
+
+def _hpd_area(post, mass, n_kde):
     if isinstance(post, GridPosterior):
         cells = np.gradient(post.x)[:, None] * np.gradient(post.y)[None, :]
         return float(cells[post.prob >= post.level(mass)].sum())
@@ -556,7 +591,7 @@ def hpd_area(post: Posterior, mass: float = 0.68, n_kde: int = 2000) -> float:
         s = post.samples[:, :2][:: max(1, len(post.samples) // n_kde)]
         kde = gaussian_kde(s.T)
         threshold = np.quantile(kde(s.T), 1 - mass)
-        axes = [np.linspace(m - 5 * sd, m + 5 * sd, 80) for m, sd in zip(s.mean(0), s.std(0))]
+        axes = [np.linspace(m - 5 * sd, m + 5 * sd, 60) for m, sd in zip(s.mean(0), s.std(0))]
         gx, gy = np.meshgrid(*axes, indexing="ij")
         dens = kde(np.stack([gx.ravel(), gy.ravel()]))
         return float((dens >= threshold).sum() * (axes[0][1] - axes[0][0]) * (axes[1][1] - axes[1][0]))
@@ -580,7 +615,8 @@ def score_methods(posteriors_by_method: dict, truths, exact, *, seconds_per_map:
       ``coverage_stderr`` (binomial, at the nominal levels);
     * ``width_ratio``: the median over maps of the 68% HPD area over the exact one (:func:`hpd_area`);
     * ``tarp_atc``, ``tarp_pvalue`` and ``tarp_ok`` (p >= ``TARP_MIN_PVALUE``);
-      ``sbc_pvalue`` (2,) (chi^2 uniformity of the SBC ranks);
+      ``sbc_pvalue`` (2,) (chi^2 uniformity of the SBC ranks); the curves and ranks behind them
+      (``tarp_alpha``, ``tarp_ecp``, ``sbc_ranks`` (N, 2)) and each truth's HPD rank (``credible_masses``);
     * ``seconds_per_map`` and ``simulations`` when given; ``n_maps``.
     """
     t = as_finite_array(truths, "truths")
@@ -616,6 +652,7 @@ def score_methods(posteriors_by_method: dict, truths, exact, *, seconds_per_map:
             "tarp_atc": tp["atc"], "tarp_pvalue": tp["ks_pvalue"], "tarp_ok": bool(tp["ks_pvalue"] >= TARP_MIN_PVALUE),
             "sbc_pvalue": sbc_uniformity(ranks, sbc_samples).tolist(),
             "credible_masses": masses.tolist(),
+            "tarp_alpha": tp["alpha"].tolist(), "tarp_ecp": tp["ecp"].tolist(), "sbc_ranks": ranks.tolist(),
         }
         if seconds_per_map and name in seconds_per_map:
             row["seconds_per_map"] = float(seconds_per_map[name])
@@ -631,7 +668,7 @@ def score_methods(posteriors_by_method: dict, truths, exact, *, seconds_per_map:
 PRESETS = {
     "quick": {"n_maps": 6, "exact_grid": 40, "grid": 40, "ps_sims": 400, "ps_fid": 150,
               "imnn_sims": 500, "imnn_epochs": 40, "cnn_sims": 600, "cnn_epochs": 3, "cnn_width": 8,
-              "higlow_grid": 15, "ddpm_grid": 8, "vdvae_sims": 500, "vdvae_components": 8, "mcmc_steps": 300},
+              "higlow_grid": 15, "ddpm_grid": 8, "vdvae_sims": 400, "vdvae_components": 8, "mcmc_steps": 300},
     "full": {"n_maps": 100, "exact_grid": 60, "grid": 60, "ps_sims": 2000, "ps_fid": 500,
              "imnn_sims": 4000, "imnn_epochs": 300, "cnn_sims": 4000, "cnn_epochs": 30, "cnn_width": 16,
              "higlow_grid": 50, "ddpm_grid": 20, "vdvae_sims": 4000, "vdvae_components": 16, "mcmc_steps": 1000},
@@ -756,3 +793,28 @@ def misspecification_summary(posteriors: dict, truths, clean: dict, *, collapse:
                     "rmse_clean": np.sqrt(((clean_means - t) ** 2).mean(0)).tolist(),
                     "width_change": change, "verdict": verdict}
     return out
+
+
+def as_grid(post: Posterior, like: GridPosterior) -> GridPosterior:
+    """Any posterior tabulated on the grid of ``like`` (to draw every method's contours the same way).
+
+    A grid posterior on another grid: its piecewise-constant density; a Gaussian: its density;
+    samples: a Gaussian kernel density estimate. Mass beyond the grid is cut off.
+    """
+    gx, gy = np.meshgrid(like.x, like.y, indexing="ij")
+    pts = np.stack([gx.ravel(), gy.ravel()], 1)
+    if isinstance(post, SamplePosterior):
+        from scipy.stats import gaussian_kde
+
+        s = post.samples[:, :2][:: max(1, len(post.samples) // 1500)]
+        with np.errstate(divide="ignore"):
+            lp = np.log(gaussian_kde(s.T)(pts.T))
+    elif post.has_log_prob:
+        lp = np.asarray(post.log_prob(pts), float)
+    else:
+        raise ValueError(f"post: cannot tabulate a {type(post).__name__}")
+    lp = lp.reshape(gx.shape)
+    if not np.isfinite(lp.max()):  # no mass on this grid at all: a single cell at the nearest point
+        lp = np.full(gx.shape, -np.inf)
+        lp[np.argmin(np.abs(like.x - post.mean[0])), np.argmin(np.abs(like.y - post.mean[1]))] = 0.0
+    return GridPosterior(like.x, like.y, lp, names=like.names)
