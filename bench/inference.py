@@ -30,7 +30,7 @@ Targets, checked and written under ``targets`` (a miss is written as a miss):
   every other learned method gets a ``why`` from its numbers;
 * the notebook's quick mode under 120 s (read from ``bench/results/notebooks.json`` if present).
 
-Misspecification (``misspecified``): the same methods on ``--n-misspecified`` maps with
+Misspecification (``misspecified``): the same methods on the first ``--n-misspecified`` draws with
 log-normal pixel noise (``methods.add_noise``, level 0.3) and, for the gas and HI methods,
 with feedback beyond the prior (A_SN1 = 8, A_SN2 = 4: twice the prior's upper edge), each
 against itself on the clean maps of the same parameters (coverage, width change, a verdict).
@@ -86,6 +86,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--seed", type=int, default=2026, help="stream of the held-out maps")
     ap.add_argument("--write", action="store_true", help="write the JSON even with --quick")
+    ap.add_argument("--name", default="inference", help="write bench/results/NAME.json (default inference)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     preset = "quick" if args.quick else "full"
@@ -105,7 +106,7 @@ def main(argv=None) -> dict:
     for key, row in table.items():
         m = methods[key]
         rows[key] = {**{k: row[k] for k in TABLE_KEYS if k in row},
-                     **{k: v for k, v in row.items() if k not in TABLE_KEYS and k != "credible_masses"},
+                     **{k: v for k, v in row.items() if k not in TABLE_KEYS and k not in ("sbc_ranks", "tarp_alpha")},
                      "reference": m.reference, "fields": list(m.fields), "n_pix": m.n_pix,
                      "train_seconds": m.train_seconds, "note": m.note}
 
@@ -130,16 +131,17 @@ def main(argv=None) -> dict:
     }
 
     # misspecification
-    sub = M.held_out_params(n_miss, seed=args.seed + 1)
-    clean_bank = M.MapBank(sub, seed=args.seed + 1)
-    clean = M.run_methods(methods, clean_bank)
-    noisy = M.run_methods(methods, M.MapBank(sub, seed=args.seed + 1,
+    # the first n_miss held-out draws, made wrong: the same parameters and streams as their clean maps above
+    n_miss = min(n_miss, n_maps)
+    sub = params[:n_miss]
+    clean = {k: v[:n_miss] for k, v in posts.items()}
+    noisy = M.run_methods(methods, M.MapBank(sub, seed=args.seed,
                                              transform=lambda m: M.add_noise(m, NOISE_LEVEL, seed=args.seed)))
     beyond = sub.copy()
     for col, value in FEEDBACK_BEYOND.items():
         beyond[:, col] = value
     gas_methods = {k: m for k, m in methods.items() if m.fields != ("Mcdm",)}
-    feedback = M.run_methods(gas_methods, M.MapBank(beyond, seed=args.seed + 1, outside_prior=True))
+    feedback = M.run_methods(gas_methods, M.MapBank(beyond, seed=args.seed, outside_prior=True))
     misspecified = {
         "n_maps": n_miss,
         "noise": {"level": NOISE_LEVEL, "methods": M.misspecification_summary(noisy, sub, clean)},
@@ -159,7 +161,7 @@ def main(argv=None) -> dict:
         print(json.dumps(result, indent=2, default=float))
         print("quick mode: nothing written (pass --write to write bench/results/inference.json)")
     else:
-        write_results("inference", result)
+        write_results(args.name, result)
     return result
 
 
