@@ -132,12 +132,27 @@ def ns_03():
             "pick": [0], "posts": [glow.posterior(test_maps[0], 20)]}
 
 
+def ns_06():
+    import math
+
+    from cosmonb.inference import methods as M
+
+    torch.set_num_threads(1)
+    methods, _ = M.build_methods("quick", only=["exact", "power_spectrum"], log=lambda *a: None)
+    params = M.held_out_params(4, seed=2026)
+    posts = M.run_methods(methods, M.MapBank(params, seed=2026))
+    table = M.comparison_table(methods, posts, params, tarp_samples=100, sbc_samples=20)
+    return {"np": np, "math": math, "M": M, "methods": methods, "table": table, "sub": params[:2],
+            "clean": {k: v[:2] for k, v in posts.items()}, "MAP_SEED": 2026, "NOISE_LEVEL": 0.3, "SEED": 0}
+
+
 #: notebook -> (namespace builder, a check of each solution's namespace after it ran)
 NAMESPACES = {
     "00_fields_and_power_spectra.ipynb": ns_00,
     "01_imnn_abc_delfi.ipynb": ns_01,
     "02_galaxy_flows.ipynb": ns_02,
     "03_higlow.ipynb": ns_03,
+    "06_inference_comparison.ipynb": ns_06,
 }
 #: what each solution must leave behind, and a sanity check of it
 CHECKS = {
@@ -153,6 +168,9 @@ CHECKS = {
     ("03_higlow.ipynb", 0): lambda ns: ns["pk_cold"].shape == ns["pk_sim"].shape and np.isfinite(ns["pk_cold"]).all(),
     ("03_higlow.ipynb", 1): lambda ns: ns["post"].ess >= 1 and np.isfinite(ns["post"].mmse).all(),
     ("03_higlow.ipynb", 2): lambda ns: 0.1 <= ns["est"][:, 0].mean() <= 0.5 and 0.1 <= ns["ex"][0] <= 0.5,
+    ("06_inference_comparison.ipynb", 0): lambda ns: ns["needed"] == 349,
+    ("06_inference_comparison.ipynb", 1): lambda ns: set(ns["rows"]) == {"exact", "power_spectrum"}
+    and all(0 <= r["coverage_68"] <= 1 for r in ns["rows"].values()),
 }
 NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
