@@ -183,3 +183,27 @@ def test_higlow_method_on_the_shipped_checkpoint():
     post = glow.posterior(hi[0])
     assert isinstance(post, GridPosterior) and post.x.size == 8
     assert glow.simulations > 1000 and glow.reference == "exact_marginalised_hi"
+
+
+def test_simulate_outside_prior_only_when_asked():
+    p = np.array([[0.3, 0.8, 8.0, 1.0, 4.0, 1.0]])
+    with pytest.raises(ValueError, match="A_SN1"):
+        sims.simulate(p, "HI", n_pix=16)
+    beyond = sims.simulate(p, "HI", n_pix=16, outside_prior=True)
+    inside = sims.simulate(np.array([[0.3, 0.8, 4.0, 1.0, 2.0, 1.0]]), "HI", n_pix=16)
+    assert beyond.shape == inside.shape and np.all(beyond > 0) and not np.allclose(beyond, inside)
+    with pytest.raises(ValueError, match="positive feedback"):
+        sims.simulate(np.array([[0.3, 0.8, -1.0, 1.0, 1.0, 1.0]]), "HI", n_pix=16, outside_prior=True)
+    with pytest.raises(ValueError, match="Omega_m"):  # the cosmology stays inside the prior
+        sims.simulate(np.array([[0.7, 0.8, 1.0, 1.0, 1.0, 1.0]]), "HI", n_pix=16, outside_prior=True)
+    # the exact likelihood itself stays on the prior: the marginalised posterior of such a map is misspecified
+    with pytest.raises(ValueError, match="A_SN1"):
+        sims.multifield_log_likelihood(beyond.astype(float), p, ("HI",))
+
+
+def test_as_grid_tabulates_every_kind_of_posterior():
+    like = M.prior_grid_posterior(lambda g: np.zeros(len(g)), 60)
+    gauss = GaussianPosterior([0.3, 0.8], np.diag([0.02, 0.03]) ** 2)
+    for post in (gauss, SamplePosterior(gauss.sample(3000, seed=0))):
+        g = M.as_grid(post, like)
+        assert np.allclose(g.mean, [0.3, 0.8], atol=0.005) and np.allclose(g.std, [0.02, 0.03], rtol=0.15)
