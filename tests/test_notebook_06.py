@@ -67,5 +67,6 @@ def test_notebook_06_parameters_default_to_the_full_run():
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     values = dict(re.findall(r"^(\w+) = (.+)$", cell.source, re.M))
     assert values["PRESET"] == '"full"' and values["N_MAPS"] == "40" and values["DATA_ROOT"] == "None"
+    assert values["TRAIN"] == "False"
     assert values["DDPM_DIR"].endswith("or None") and values["VDVAE_DIR"].endswith("or None")
     assert values["QUICK"].startswith('os.environ.get("COSMONB_QUICK"')
