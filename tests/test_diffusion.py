@@ -98,6 +98,54 @@ def test_loss_with_fixed_steps_and_noise_is_the_epsilon_mse():
         assert torch.equal(model.loss((x0, theta, t, noise)), model.loss((x0, theta, t, noise)))
 
 
+def test_v_prediction_loss_noise_and_clean_map():
+    model = _model(prediction="v")
+    assert model.config["prediction"] == "v" and DDPM(**model.config).prediction == "v"
+    x0, theta = _maps(4), torch.rand(4, 2)
+    t, noise = torch.tensor([0, 5, 10, 19]), _maps(4, seed=1)
+    abar = model.alphas_cumprod[t][:, None, None, None]
+    v = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    with torch.no_grad():
+        x_t = model.q_sample(x0, t, noise)
+        v_hat = model.net(x_t, t, theta)
+        assert torch.allclose(model.loss((x0, theta, t, noise)), torch.mean((v - v_hat) ** 2))
+        eps_hat, x0_hat = model.denoise(x_t, t, theta)
+    # the implied noise and clean map make x_t again, and |v - v_hat|^2 = |eps - eps_hat|^2 / abar
+    assert torch.allclose(abar.sqrt() * x0_hat + (1 - abar).sqrt() * eps_hat, x_t, atol=1e-5)
+    per_map = lambda a: (a ** 2).flatten(1).sum(1)  # noqa: E731
+    assert torch.allclose(per_map(v - v_hat), per_map(noise - eps_hat) / abar.flatten(), rtol=1e-3)
+
+
+class _Oracle(torch.nn.Module):
+    """A stand-in network that returns a fixed output."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x, t, cond):
+        return self.out
+
+
+def test_v_prediction_keeps_the_clean_map_exact_where_eps_amplifies_errors(monkeypatch):
+    # at the last step of the 1000-step cosine schedule abar ~ 2e-9: an oracle eps network off by
+    # 1e-4 (a tiny error) puts the clean map off by ~2 (1e-4 / sqrt(abar)); an oracle v network off
+    # by the same 1e-4 puts it off by 1e-4
+    big = dict(TINY, timesteps=1000)
+    x0, noise = _maps(2), _maps(2, seed=1)
+    t = torch.full((2,), 999)
+    errors = {}
+    for prediction in ("eps", "v"):
+        model = _model(**big, prediction=prediction)
+        abar = model.alphas_cumprod[t][:, None, None, None]
+        truth = noise if prediction == "eps" else abar.sqrt() * noise - (1 - abar).sqrt() * x0
+        monkeypatch.setattr(model, "net", _Oracle(truth + 1e-4))
+        _, x0_hat = model.denoise(model.q_sample(x0, t, noise), t, None)
+        errors[prediction] = float((x0_hat - x0).abs().max())
+    assert float(model.alphas_cumprod[-1]) < 1e-8
+    assert errors["v"] < 3e-4 and errors["eps"] > 1.0, errors
+
+
 # --------------------------------------------------------------------------- samplers
 def test_ddim_is_deterministic_given_the_seed_and_takes_fewer_steps():
     model = _model()
@@ -113,10 +161,11 @@ def test_ddim_is_deterministic_given_the_seed_and_takes_fewer_steps():
     assert model.sample(2, cond, seed=0, method="ddim", steps=1).shape == (2, 1, 8, 8)
 
 
-def test_ddim_with_every_step_and_eta_one_is_ancestral_sampling():
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_ddim_with_every_step_and_eta_one_is_ancestral_sampling(prediction):
     # sigma^2 = (1 - abar_prev)/(1 - abar) (1 - abar/abar_prev) is the posterior variance, and the
     # DDIM update with it is the posterior mean: the same draws give the same maps
-    model = _model()
+    model = _model(prediction=prediction)
     cond = torch.tensor([[0.3, 0.7]])
     anc = model.sample(2, cond, seed=3)
     ddim = model.sample(2, cond, seed=3, method="ddim", steps=model.timesteps, eta=1.0)
@@ -124,8 +173,9 @@ def test_ddim_with_every_step_and_eta_one_is_ancestral_sampling():
 
 
 # --------------------------------------------------------------------------- the variational bound
-def test_kl_term_equals_torch_distributions():
-    model = _model().double()
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_kl_term_equals_torch_distributions(prediction):
+    model = _model(prediction=prediction).double()
     x0, theta = _maps(1).double(), torch.tensor([[0.4, 0.6]])
     index = 7
     noise = torch.randn((1, 1, 1, 8, 8), generator=torch.Generator().manual_seed(5))[0].double()
@@ -188,6 +238,8 @@ def test_bad_input_raises_clear_errors():
         model.sample(5, torch.rand(3, 2), seed=0)
     with pytest.raises(ValueError, match="this model is conditional"):
         model.sample(2, None, seed=0)
+    with pytest.raises(ValueError, match=r"prediction: expected one of \(.eps., .v.\), got .x0."):
+        DDPM(**TINY, prediction="x0")
     with pytest.raises(ValueError, match=r"timesteps: expected step indices in \[0, 19\]"):
         model.vlb_terms(_maps(1)[0], torch.rand(2, 2), [20])
     with pytest.raises(ValueError, match="x0: expected one map"):

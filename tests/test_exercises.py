@@ -132,6 +132,58 @@ def ns_03():
             "pick": [0], "posts": [glow.posterior(test_maps[0], 20)]}
 
 
+def ns_04():
+    from cosmonb import sims
+    from cosmonb.recipes.vdvae import (PRESETS, VDVAEMaps, linear_probe, r2_score, spectra, train_vdvae_recipe,
+                                       vdvae_split)
+
+    torch.set_num_threads(1)
+    # no shipped vdvae.pt yet: the quick preset (16 x 16 maps), trained for two steps, runs the same code
+    out = Path(tempfile.mkdtemp(prefix="cosmonb_ex04_"))
+    train_vdvae_recipe("quick", out=out, max_steps=2, log=lambda *a: None)
+    vae = VDVAEMaps.load(out)
+    train_maps, train_params, _ = vdvae_split("quick", "train")
+    test_maps, test_params, _ = vdvae_split("quick", "test")
+    codes_train, codes_test = vae.encode(train_maps), vae.encode(test_maps)
+    probe = PRESETS["quick"]["probe"]
+    r2 = linear_probe(codes_train, train_params, codes_test, test_params, epochs=probe["epochs"], lr=probe["lr"],
+                      seed=0)
+    return {"np": np, "vae": vae, "spectra": spectra, "linear_probe": linear_probe, "r2_score": r2_score,
+            "probe": probe, "SEED": 0, "KEYS": list(sims.PARAM_KEYS), "r2": r2,
+            "train_maps": train_maps, "train_params": train_params, "test_maps": test_maps, "test_params": test_params,
+            "codes_train": codes_train, "codes_test": codes_test, "names": list(spectra(test_maps[:2])[1]),
+            "labels": [f"{h}x{w}" for _, h, w in vae.model.latent_shapes]}
+
+
+def ns_05():
+    from cosmonb import stats
+    from cosmonb.recipes.diffusion import PRESETS, DiffusionEmulator, hpd_area, train_ddpm_recipe
+    from cosmonb.recipes.maps import map_sets
+
+    torch.set_num_threads(1)
+    # no shipped ddpm.pt yet: the quick preset (16 x 16 maps), trained for two steps, runs the same code
+    out = Path(tempfile.mkdtemp(prefix="cosmonb_ex05_"))
+    train_ddpm_recipe("quick", out=out, max_steps=2, log=lambda *a: None)
+    emu = DiffusionEmulator.load(out)
+    sizes = PRESETS["quick"]["data"]
+    sets = map_sets(("Mcdm",), sizes["n_pix"], n_sims=sizes["n_sims"], maps_per_sim=sizes["maps_per_sim"], n_params=2,
+                    seed=0)
+    per_sim = sizes["maps_per_sim"]
+    points = np.unique(sets.splits["test"] // per_sim)[:1]  # as in the notebook's section 4
+    pk_sim = {s: stats.power_spectrum(np.asarray(sets.maps[s * per_sim:(s + 1) * per_sim, 0], dtype=np.float64))[1]
+              for s in points}
+    return {"np": np, "stats": stats, "emu": emu, "sets": sets, "per_sim": per_sim, "points": points, "pk_sim": pk_sim,
+            "post_idx": sets.splits["test"][:1], "N_GRID": 4, "SEED": 0, "N_PIX": sizes["n_pix"], "hpd_area": hpd_area}
+
+
+def _raises_value_error(call):
+    try:
+        call()
+    except ValueError:
+        return True
+    return False
+
+
 def ns_06():
     import math
 
@@ -152,6 +204,8 @@ NAMESPACES = {
     "01_imnn_abc_delfi.ipynb": ns_01,
     "02_galaxy_flows.ipynb": ns_02,
     "03_higlow.ipynb": ns_03,
+    "04_vdvae_latents.ipynb": ns_04,
+    "05_diffusion_emulator.ipynb": ns_05,
     "06_inference_comparison.ipynb": ns_06,
 }
 #: what each solution must leave behind, and a sanity check of it
@@ -168,6 +222,14 @@ CHECKS = {
     ("03_higlow.ipynb", 0): lambda ns: ns["pk_cold"].shape == ns["pk_sim"].shape and np.isfinite(ns["pk_cold"]).all(),
     ("03_higlow.ipynb", 1): lambda ns: ns["post"].ess >= 1 and np.isfinite(ns["post"].mmse).all(),
     ("03_higlow.ipynb", 2): lambda ns: 0.1 <= ns["est"][:, 0].mean() <= 0.5 and 0.1 <= ns["ex"][0] <= 0.5,
+    ("04_vdvae_latents.ipynb", 0): lambda ns: ns["r2_pk"].shape == (6,) and np.isfinite(ns["r2_pk"]).all(),
+    ("04_vdvae_latents.ipynb", 1): lambda ns: ns["pred_mlp"].shape == ns["test_params"].shape
+    and np.isfinite(ns["pred_mlp"]).all(),
+    ("04_vdvae_latents.ipynb", 2): lambda ns: len(ns["g_test"]) == len(ns["labels"]) and np.isfinite(ns["r2_g"]).all(),
+    ("05_diffusion_emulator.ipynb", 0): lambda ns: ns["g"].shape[0] == 15 and np.isfinite(ns["g"]).all(),
+    ("05_diffusion_emulator.ipynb", 1): lambda ns: np.isfinite([*ns["one"].mean, *ns["four"].mean]).all()
+    and ns["hpd_area"](ns["four"]) > 0,
+    ("05_diffusion_emulator.ipynb", 2): lambda ns: _raises_value_error(ns["call"]),  # the last of the three bad calls
     ("06_inference_comparison.ipynb", 0): lambda ns: ns["needed"] == 349,
     ("06_inference_comparison.ipynb", 1): lambda ns: set(ns["rows"]) == {"exact", "power_spectrum"}
     and all(0 <= r["coverage_68"] <= 1 for r in ns["rows"].values()),

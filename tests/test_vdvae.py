@@ -235,6 +235,8 @@ def test_quick_recipe_trains_saves_and_loads(tmp_path):
     assert path == tmp_path / "vdvae.pt" and isinstance(model, VDVAE) and ckpt["config"]["kind"] == "vdvae"
     metrics = ckpt["metadata"]["metrics"]
     assert metrics["steps"] == 3 and math.isfinite(metrics["val_neg_elbo_per_dim"])
+    # one mean loss per (started) epoch, so 18,000 steps fit in a record of at most 1,000 numbers
+    assert len(metrics["train_loss"]) == math.ceil(metrics["epochs"])
     assert set(metrics["probe_r2"]) == set(recipe.PAPER_R2)
     assert ckpt["normaliser"] is not None and len(ckpt["normaliser"]["mean"]) == 3
     assert ckpt["config"]["fields"] == list(recipe.FIELDS)

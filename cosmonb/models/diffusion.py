@@ -15,8 +15,18 @@ noisy step). Schedules: ``"cosine"`` (Nichol & Dhariwal 2021, non-linear,
 0.999; the default) and ``"linear"`` (Ho et al.: 1e-4 to 0.02, scaled by 1000/T).
 
 **Loss.** ``t`` uniform, ``eps ~ N(0, I)``, the network
-(:class:`~cosmonb.models.unet.UNet`) predicts the noise:
-``L = E || eps - eps_theta(x_t, t, theta) ||^2`` (mean over pixels).
+(:class:`~cosmonb.models.unet.UNet`) predicts the noise (``prediction="eps"``, the
+paper's choice): ``L = E || eps - eps_theta(x_t, t, theta) ||^2`` (mean over pixels).
+With ``prediction="v"`` (Salimans & Ho 2022) it predicts
+``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0`` and ``L = E || v - v_theta ||^2``; then
+``eps_theta = sqrt(abar_t) v_theta + sqrt(1 - abar_t) x_t`` and
+``x0_theta = sqrt(abar_t) x_t - sqrt(1 - abar_t) v_theta``. Why it matters: with eps, the
+clean map ``x0_theta = (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t)`` multiplies the
+network's error by ``1/sqrt(abar_t)``, about 2e4 at the last step of the cosine schedule,
+so the first sampling steps need an eps error below ~1e-9 to be harmless; with v the
+error of ``x0_theta`` is at most the error of ``v_theta``. ``|v - v_theta|^2 =
+|eps - eps_theta|^2 / abar_t``: the v loss weights the noisy steps more. Everything
+else (the bound, the samplers) uses ``eps_theta`` and ``x0_theta`` as above.
 
 **Reverse process and the bound.** ``p_theta(x_{t-1} | x_t) = N(mu_theta, beta~_t I)``
 with the posterior variance ``beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t`` and
@@ -74,10 +84,11 @@ from .._checks import check_int
 from .base import Model, register_model
 from .unet import UNet
 
-__all__ = ["DDPM", "SCHEDULES", "make_betas", "LOG_PROB_SEED"]
+__all__ = ["DDPM", "SCHEDULES", "PREDICTIONS", "make_betas", "LOG_PROB_SEED"]
 
 #: Names of the variance schedules :func:`make_betas` knows.
 SCHEDULES = ("cosine", "linear")
+PREDICTIONS = ("eps", "v")  # what the network outputs (see the module docstring)
 #: The seed of the one noise draw behind ``DDPM.log_prob`` (deterministic by design).
 LOG_PROB_SEED = 0
 
@@ -138,8 +149,11 @@ class DDPM(Model):
     def __init__(self, in_channels: int = 1, n_pix: int = 64, channels: int = 32,
                  channel_mults: Sequence[int] = (1, 2, 2, 2), attention_resolutions: Sequence[int] = (8,),
                  n_res_blocks: int = 2, cond_dim: int = 2, dropout: float = 0.0, norm_groups: int = 8,
-                 timesteps: int = 1000, schedule: str = "cosine"):
+                 timesteps: int = 1000, schedule: str = "cosine", prediction: str = "eps"):
         super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction: expected one of {PREDICTIONS}, got {prediction!r}")
+        self.prediction = prediction
         self.net = UNet(in_channels=in_channels, channels=channels, channel_mults=channel_mults,
                         attention_resolutions=attention_resolutions, n_res_blocks=n_res_blocks, cond_dim=cond_dim,
                         n_pix=n_pix, dropout=dropout, norm_groups=norm_groups)
@@ -168,7 +182,8 @@ class DDPM(Model):
         return {"in_channels": n.in_channels, "n_pix": n.n_pix, "channels": n.channels,
                 "channel_mults": list(n.channel_mults), "attention_resolutions": list(n.attention_resolutions),
                 "n_res_blocks": n.n_res_blocks, "cond_dim": n.cond_dim, "dropout": n.dropout,
-                "norm_groups": n.norm_groups, "timesteps": self.timesteps, "schedule": self.schedule}
+                "norm_groups": n.norm_groups, "timesteps": self.timesteps, "schedule": self.schedule,
+                "prediction": self.prediction}
 
     # ------------------------------------------------------------------ checks
     @property
@@ -228,6 +243,18 @@ class DDPM(Model):
         abar = self._at(self.alphas_cumprod, t)
         return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
 
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, theta: torch.Tensor | None):
+        """``(eps_theta, x0_theta)``: the noise and the clean map the network implies at step indices ``t`` (B,).
+
+        Computed from the network's own output (eps or v), so that neither is divided by a
+        small ``sqrt(abar_t)`` needlessly (see the module docstring).
+        """
+        out = self.net(x_t, t, theta)
+        if self.prediction == "eps":
+            return out, self.predict_x0(x_t, t, out)
+        abar = self._at(self.alphas_cumprod, t)
+        return abar.sqrt() * out + (1 - abar).sqrt() * x_t, abar.sqrt() * x_t - (1 - abar).sqrt() * out
+
     def posterior_mean_variance(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """Mean and variance of ``q(x_{t-1} | x_t, x_0)`` (index ``t >= 1``; at 0 the variance is 0)."""
         beta, abar, abar_prev = (self._at(b, t) for b in (self.betas, self.alphas_cumprod, self.alphas_cumprod_prev))
@@ -236,7 +263,7 @@ class DDPM(Model):
 
     def p_mean_variance(self, x_t: torch.Tensor, t: torch.Tensor, theta: torch.Tensor | None):
         """Mean and variance of ``p_theta(x_{t-1} | x_t)`` (variance: ``beta~_t``, or ``beta_1`` at index 0)."""
-        eps = self.net(x_t, t, theta)
+        eps, _ = self.denoise(x_t, t, theta)
         mean = (x_t - self._at(self.betas, t) / (1 - self._at(self.alphas_cumprod, t)).sqrt() * eps) \
             / self._at(self.alphas, t).sqrt()
         var = torch.where(t == 0, self.betas[0], self.posterior_variance[t])[:, None, None, None]
@@ -264,19 +291,23 @@ class DDPM(Model):
         return x0, theta, None, None
 
     def loss(self, batch) -> torch.Tensor:
-        """Mean ``|eps - eps_theta(x_t, t, theta)|^2`` with ``t`` uniform over the T steps (or given)."""
+        """Mean ``|eps - eps_theta(x_t, t, theta)|^2`` (or ``|v - v_theta|^2``) with ``t`` uniform over the T steps (or given)."""
         x0, theta, t, noise = self._unpack(batch)
         if t is None:
             t = torch.randint(0, self.timesteps, (len(x0),), device=x0.device)
             noise = torch.randn_like(x0)
-        return torch.mean((noise - self.net(self.q_sample(x0, t, noise), t, theta)) ** 2)
+        target = noise
+        if self.prediction == "v":
+            abar = self._at(self.alphas_cumprod, t)
+            target = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+        return torch.mean((target - self.net(self.q_sample(x0, t, noise), t, theta)) ** 2)
 
     # ------------------------------------------------------------------ the bound
     def _terms(self, x0: torch.Tensor, theta: torch.Tensor | None, index: int, noise: torch.Tensor) -> torch.Tensor:
         """``L_index`` (nats) per row of ``x0``, for the noise ``noise`` (broadcast over rows)."""
         t = torch.full((len(x0),), index, dtype=torch.long, device=x0.device)
         x_t = self.q_sample(x0, t, noise)
-        sq = ((noise - self.net(x_t, t, theta)) ** 2).flatten(1).sum(1)
+        sq = ((noise - self.denoise(x_t, t, theta)[0]) ** 2).flatten(1).sum(1)
         return self.vlb_weight[index] * sq + x0[0].numel() * self.vlb_constant[index]
 
     def vlb_terms(self, x0, theta, timesteps, *, seed: int = 0, n_noise: int = 1,
@@ -392,16 +423,15 @@ class DDPM(Model):
                     if clip_x0 is None:
                         mean, var = self.p_mean_variance(x, t, cond)
                     else:  # the same mean written through the (clamped) clean map
-                        x0_hat = self.predict_x0(x, t, self.net(x, t, cond)).clamp(-clip_x0, clip_x0)
+                        x0_hat = self.denoise(x, t, cond)[1].clamp(-clip_x0, clip_x0)
                         mean, var = self.posterior_mean_variance(x0_hat, x, t)
                     if i > 0:
                         mean = mean + var.sqrt() * torch.randn(x.shape, generator=g, device=device, dtype=x.dtype)
                     x = mean
                     continue
-                eps = self.net(x, t, cond)
+                eps, x0_hat = self.denoise(x, t, cond)
                 abar = self.alphas_cumprod[i]
                 abar_prev = self.alphas_cumprod[order[k + 1]] if k + 1 < len(order) else torch.ones((), device=device)
-                x0_hat = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
                 if clip_x0 is not None:
                     x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
                     eps = (x - abar.sqrt() * x0_hat) / (1 - abar).sqrt()
