@@ -76,17 +76,35 @@ def hpd_coverage(posteriors, truths, levels=(0.5, 0.68, 0.9, 0.95)) -> dict:
     return {"levels": lv, "coverage": coverage, "stderr": np.sqrt(lv * (1 - lv) / n), "n": n, "masses": masses}
 
 
+#: spawn keys of the diagnostics' random streams
+_SBC, _TARP_REFERENCES, _TARP_DRAWS = 1, 2, 3
+
+
+def _stream(seed: int, *key: int) -> np.random.Generator:
+    """A generator for ``seed`` and a spawn key: independent of ``default_rng(seed)``.
+
+    (``default_rng([seed, 0])``, used before, draws exactly what ``default_rng(seed)``
+    draws, so TARP's reference points could coincide with truths drawn from the same seed.)
+
+    Example:
+        >>> bool(_stream(3, 2).random() != np.random.default_rng(3).random())
+        True
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
 def sbc_ranks(posteriors, truths, n_samples: int = 100, seed: int = 0) -> np.ndarray:
     """SBC ranks (N, d): how many of ``n_samples`` posterior draws lie below each truth, per parameter.
 
     Talts et al. (2018), Algorithm 1: uniform on {0, ..., n_samples} for a calibrated posterior.
-    Draw i uses the seed stream ``(seed, i)``.
+    Draw i uses its own stream of ``seed`` (:func:`_stream`), never one that a plain
+    ``np.random.default_rng(seed)`` (say, the one that drew the truths) also yields.
     """
     posteriors, t = _pairs(posteriors, truths)
     n_samples = check_size(n_samples, "n_samples")
     ranks = np.empty(t.shape, int)
     for i, (p, x) in enumerate(zip(posteriors, t)):
-        draws = p.sample(n_samples, seed=np.random.default_rng([seed, i]))
+        draws = p.sample(n_samples, seed=_stream(seed, _SBC, i))
         ranks[i] = (draws < x).sum(0)
     return ranks
 
@@ -120,8 +138,8 @@ def tarp(posteriors, truths, n_samples: int = 1000, references=None, seed: int =
     """TARP expected coverage (Lemos et al. 2023, Algorithm 2) of a set of posteriors.
 
     Parameters are scaled to the unit box spanned by the truths (as sbi's
-    ``z_score_theta``). Per pair i: a reference point r_i (default uniform over that box,
-    seed stream ``(seed, 0)``), ``n_samples`` draws (stream ``(seed, 1, i)``), and
+    ``z_score_theta``). Per pair i: a reference point r_i (default uniform over that box),
+    ``n_samples`` draws, each from its own stream of ``seed`` (:func:`_stream`), and
     ``f_i`` = fraction of draws closer to r_i than the truth (Euclidean). Returns
     ``{"alpha", "ecp", "f", "atc", "ks_pvalue"}``: ``ecp[k]`` = fraction of f below
     ``alpha[k]``; ``atc`` the signed area between the ECP curve and the diagonal (sbi's
@@ -133,7 +151,7 @@ def tarp(posteriors, truths, n_samples: int = 1000, references=None, seed: int =
     lo, hi = t.min(0), t.max(0)
     scale = np.where(hi > lo, hi - lo, 1.0)
     if references is None:
-        refs = np.random.default_rng([seed, 0]).random(t.shape)
+        refs = _stream(seed, _TARP_REFERENCES).random(t.shape)
     else:
         refs = (as_finite_array(references, "references") - lo) / scale
         if refs.shape != t.shape:
@@ -141,7 +159,7 @@ def tarp(posteriors, truths, n_samples: int = 1000, references=None, seed: int =
     z = (t - lo) / scale
     f = np.empty(len(t))
     for i, p in enumerate(posteriors):
-        draws = (p.sample(n_samples, seed=np.random.default_rng([seed, 1, i])) - lo) / scale
+        draws = (p.sample(n_samples, seed=_stream(seed, _TARP_DRAWS, i)) - lo) / scale
         f[i] = np.mean(np.linalg.norm(draws - refs[i], axis=1) < np.linalg.norm(z[i] - refs[i]))
     alpha = np.linspace(0, 1, n_bins + 1)
     ecp = np.array([(f < a).mean() for a in alpha])
