@@ -144,14 +144,16 @@ def ns_04():
     vae = VDVAEMaps.load(out)
     train_maps, train_params, _ = vdvae_split("quick", "train")
     test_maps, test_params, _ = vdvae_split("quick", "test")
-    codes_train, codes_test = vae.encode(train_maps), vae.encode(test_maps)
+    codes_train, hcodes_train = vae.encode(train_maps, code=("top", "hierarchy"))
+    codes_test, hcodes_test = vae.encode(test_maps, code=("top", "hierarchy"))
     probe = PRESETS["quick"]["probe"]
     r2 = linear_probe(codes_train, train_params, codes_test, test_params, epochs=probe["epochs"], lr=probe["lr"],
                       seed=0)
     return {"np": np, "vae": vae, "spectra": spectra, "linear_probe": linear_probe, "r2_score": r2_score,
             "probe": probe, "SEED": 0, "KEYS": list(sims.PARAM_KEYS), "r2": r2,
             "train_maps": train_maps, "train_params": train_params, "test_maps": test_maps, "test_params": test_params,
-            "codes_train": codes_train, "codes_test": codes_test, "names": list(spectra(test_maps[:2])[1]),
+            "codes_train": codes_train, "codes_test": codes_test, "hcodes_train": hcodes_train,
+            "hcodes_test": hcodes_test, "names": list(spectra(test_maps[:2])[1]),
             "labels": [f"{h}x{w}" for _, h, w in vae.model.latent_shapes]}
 
 
@@ -225,7 +227,9 @@ CHECKS = {
     ("04_vdvae_latents.ipynb", 0): lambda ns: ns["r2_pk"].shape == (6,) and np.isfinite(ns["r2_pk"]).all(),
     ("04_vdvae_latents.ipynb", 1): lambda ns: ns["pred_mlp"].shape == ns["test_params"].shape
     and np.isfinite(ns["pred_mlp"]).all(),
-    ("04_vdvae_latents.ipynb", 2): lambda ns: len(ns["g_test"]) == len(ns["labels"]) and np.isfinite(ns["r2_g"]).all(),
+    ("04_vdvae_latents.ipynb", 2): lambda ns: (len(ns["bounds"]) == len(ns["labels"]) + 1
+                                              and ns["bounds"][-1] == ns["hcodes_test"].shape[1]
+                                              and np.isfinite(ns["r2_g"]).all()),
     ("05_diffusion_emulator.ipynb", 0): lambda ns: ns["g"].shape[0] == 15 and np.isfinite(ns["g"]).all(),
     ("05_diffusion_emulator.ipynb", 1): lambda ns: np.isfinite([*ns["one"].mean, *ns["four"].mean]).all()
     and ns["hpd_area"](ns["four"]) > 0,

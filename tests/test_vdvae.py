@@ -54,6 +54,36 @@ def test_encode_returns_the_documented_code_length():
         assert cfg["z_channels"][-1] * (cfg["n_pix"] // 2 ** (stages - 1)) ** 2 == 256
 
 
+def test_hierarchy_code_summarises_every_latent_at_its_posterior_mean():
+    torch.manual_seed(0)
+    model = VDVAE(**TINY).eval()
+    for p in model.parameters():  # non-trivial priors and posteriors (some last convolutions start at zero)
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = _maps()
+    codes = model.encode(x, "hierarchy")
+    assert model.hierarchy_code_length == 2 * (1 + 1 + 3 + 2 + 2) and codes.shape == (4, model.hierarchy_code_length)
+    # by hand: walk the top-down path with z = mu_q; each group gives its channels' pixel means, then stds
+    acts = model.encoder_activations(x)
+    h, expect = model.top_state.expand(4, -1, -1, -1), []
+    with torch.no_grad():
+        for s in reversed(range(model.stages)):
+            for block in model.dec_stages[s]:
+                mu_q, _ = block.posterior_params(h, acts[s])
+                expect.append(torch.cat([mu_q.mean((2, 3)), mu_q.std((2, 3))], 1))
+                h, _ = block(h, acts[s], use_mean=True)
+            if s > 0:
+                h = model.up[s - 1](torch.nn.functional.interpolate(h, scale_factor=2, mode="nearest"))
+    assert torch.allclose(codes, torch.cat(expect, 1), atol=1e-6)
+    # the top group's pixel mean is the top code's mean over its pixels; the code depends on each map only
+    assert torch.allclose(codes[:, :1], model.encode(x).mean(1, keepdim=True), atol=1e-6)
+    assert torch.allclose(model.encode(x[:1], "hierarchy"), codes[:1], atol=1e-5)
+    # both codes from one pass are the codes asked for one at a time
+    top, hier = model.encode(x, ("top", "hierarchy"))
+    assert torch.allclose(top, model.encode(x), atol=1e-6) and torch.equal(hier, codes)
+    with pytest.raises(ValueError, match="code: expected 'top' or 'hierarchy'"):
+        model.encode(x, "bottom")
+
+
 def test_gaussian_kl_is_analytic_nonnegative_and_zero_for_equal_gaussians():
     g = torch.Generator().manual_seed(1)
     mq, lq, mp, lp = (torch.randn(1000, generator=g) for _ in range(4))
@@ -237,7 +267,7 @@ def test_quick_recipe_trains_saves_and_loads(tmp_path):
     assert metrics["steps"] == 3 and math.isfinite(metrics["val_neg_elbo_per_dim"])
     # one mean loss per (started) epoch, so 18,000 steps fit in a record of at most 1,000 numbers
     assert len(metrics["train_loss"]) == math.ceil(metrics["epochs"])
-    assert set(metrics["probe_r2"]) == set(recipe.PAPER_R2)
+    assert set(metrics["probe_r2"]) == set(metrics["probe_r2_hierarchy"]) == set(recipe.PAPER_R2)
     assert ckpt["normaliser"] is not None and len(ckpt["normaliser"]["mean"]) == 3
     assert ckpt["config"]["fields"] == list(recipe.FIELDS)
     assert model.encode(torch.zeros(2, 3, 16, 16)).shape == (2, model.code_length)

@@ -494,12 +494,16 @@ def _maps_per_sim(ckpt) -> int:
 class VDVAENPEMethod(Method):
     """NPE on the latent code of the VDVAE (notebook 04) of (Mgas, HI, B) maps.
 
-    ``n_sims`` maps simulated over the full six-parameter prior are encoded, the codes
-    reduced to ``n_components`` principal components, and ``sbi``'s NPE learns
+    ``n_sims`` maps simulated over the full six-parameter prior are encoded (the hierarchy
+    code, ``VDVAE.encode(x, "hierarchy")``: every latent group's posterior mean, pixel mean and
+    std per channel; notebook 04 shows the top latent alone knows little at this size), the
+    codes standardised and reduced to ``n_components`` principal components, and ``sbi``'s NPE learns
     q(Omega_m, sigma_8 | code): the feedback parameters are marginalised by the training set.
     ``directory``: a folder with ``vdvae.pt`` (notebook 04's ``COSMONB_VDVAE_DIR``); None tries
     the shipped ``cosmonb/pretrained/vdvae.pt``.
     """
+
+    CODE = "hierarchy"
 
     def __init__(self, n_sims: int = 4000, n_components: int = 16, n_grid: int = 60, directory=None, seed: int = 41):
         from ..recipes.vdvae import VDVAEMaps
@@ -512,23 +516,23 @@ class VDVAENPEMethod(Method):
         sizes = self.vae.checkpoint.get("config", {}).get("split_sizes", {})
         super().__init__("vdvae_npe", tuple(self.vae.fields), self.vae.n_pix, "exact_marginalised_gas",
                          simulations=n_sims + int(sizes.get("train", 0)),
-                         note=f"VDVAE code -> {n_components} PCs -> sbi NPE on {n_sims} maps "
+                         note=f"VDVAE hierarchy code -> {n_components} PCs -> sbi NPE on {n_sims} maps "
                               f"(+ {int(sizes.get('train', 0))} VDVAE training maps)")
         t0 = time.perf_counter()
         theta = sims.sample_prior(n_sims, seed=seed)
-        codes = self.vae.encode(sims.simulate(theta, self.fields, n_pix=self.n_pix, seed=seed))
-        self.code_mean = codes.mean(0)
-        _, s, vt = np.linalg.svd(codes - self.code_mean, full_matrices=False)
+        codes = self.vae.encode(sims.simulate(theta, self.fields, n_pix=self.n_pix, seed=seed), code=self.CODE)
+        self.code_mean, self.code_std = codes.mean(0), codes.std(0) + 1e-8
+        _, s, vt = np.linalg.svd((codes - self.code_mean) / self.code_std, full_matrices=False)
         self.components = vt[:n_components] / (s[:n_components, None] / np.sqrt(len(codes)))
         self._log_q = fit_npe(theta[:, :2], self.features(codes), seed=seed)
         self.n_grid = n_grid
         self.train_seconds = time.perf_counter() - t0
 
     def features(self, codes) -> np.ndarray:
-        return (np.atleast_2d(codes) - self.code_mean) @ self.components.T
+        return ((np.atleast_2d(codes) - self.code_mean) / self.code_std) @ self.components.T
 
     def posterior(self, map_):
-        f = self.features(self.vae.encode(_flat_maps(map_, len(self.fields), self.n_pix)[None]))[0]
+        f = self.features(self.vae.encode(_flat_maps(map_, len(self.fields), self.n_pix)[None], code=self.CODE))[0]
         return prior_grid_posterior(lambda g: self._log_q(g, f), self.n_grid)
 
 

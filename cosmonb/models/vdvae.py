@@ -179,8 +179,9 @@ class TopDownBlock(nn.Module):
         return self.posterior(torch.cat([h, act], 1)).chunk(2, dim=1)
 
     def forward(self, h: torch.Tensor, act: torch.Tensor | None, *, use_mean: bool = False,
-                temperature: float = 1.0):
-        """``(new state, KL per map)``: posterior path if ``act`` is given (KL None otherwise)."""
+                temperature: float = 1.0, latents: list | None = None):
+        """``(new state, KL per map)``: posterior path if ``act`` is given (KL None otherwise).
+        ``latents``, a list, receives this block's ``z``."""
         mu_p, ls_p, h_p = self.prior_params(h)
         if act is not None:
             mu_q, ls_q = self.posterior_params(h, act)
@@ -189,6 +190,8 @@ class TopDownBlock(nn.Module):
         else:
             z = mu_p if (use_mean or temperature == 0) else mu_p + temperature * torch.exp(ls_p) * torch.randn_like(mu_p)
             kl = None
+        if latents is not None:
+            latents.append(z)
         h = self.out(h + h_p + self.z_proj(z))
         return h, kl
 
@@ -302,9 +305,14 @@ class VDVAE(Model):
 
     @property
     def code_length(self) -> int:
-        """Length of :meth:`encode`'s code: the size of the top latent."""
+        """Length of :meth:`encode`'s ``"top"`` code: the size of the top latent."""
         c, h, w = self.latent_shapes[0]
         return c * h * w
+
+    @property
+    def hierarchy_code_length(self) -> int:
+        """Length of :meth:`encode`'s ``"hierarchy"`` code: 2 numbers per channel of every latent."""
+        return 2 * sum(c for c, _, _ in self.latent_shapes)
 
     @property
     def kl_weight(self) -> float:
@@ -363,12 +371,13 @@ class VDVAE(Model):
         return acts
 
     def _top_down(self, n: int, acts: list[torch.Tensor] | None, *, use_mean: bool = False,
-                  temperature: float = 1.0):
+                  temperature: float = 1.0, latents: list | None = None):
         h = self.top_state.expand(n, -1, -1, -1)
         kls = []
         for s in reversed(range(self.stages)):
             for block in self.dec_stages[s]:
-                h, kl = block(h, None if acts is None else acts[s], use_mean=use_mean, temperature=temperature)
+                h, kl = block(h, None if acts is None else acts[s], use_mean=use_mean, temperature=temperature,
+                              latents=latents)
                 kls.append(kl)
             if s > 0:
                 h = self.up[s - 1](F.interpolate(h, scale_factor=2, mode="nearest"))
@@ -421,12 +430,35 @@ class VDVAE(Model):
         return -(recon - beta * kl.sum(1)).mean() / dims
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The latent code: the posterior mean of the top (lowest-resolution) latent, (N, code_length)."""
+    def encode(self, x: torch.Tensor, code="top"):
+        """The latent code of each map.
+
+        * ``"top"`` (the paper's code): the posterior mean of the top
+          (lowest-resolution) latent, flattened, (N, code_length).
+        * ``"hierarchy"``: every latent at its posterior mean, top to bottom
+          (``z_i = mu_q(x, z_<i)``), summarised per channel by its spatial
+          mean and standard deviation, (N, hierarchy_code_length). A VDVAE
+          spreads what it knows over all resolutions; this code reads them all.
+
+        A tuple of names gives a tuple of codes from one pass.
+
+        >>> vae = VDVAE(n_pix=16, widths=(8, 8), enc_blocks=(1, 1), dec_blocks=(1, 1), z_channels=(2, 2))
+        >>> [tuple(c.shape) for c in vae.encode(torch.zeros(2, 3, 16, 16), ("top", "hierarchy"))]
+        [(2, 128), (2, 8)]
+        """
+        names = (code,) if isinstance(code, str) else tuple(code)
+        if not names or any(c not in ("top", "hierarchy") for c in names):
+            raise ValueError(f"code: expected 'top' or 'hierarchy' (or a tuple of them), got {code!r}")
         acts = self.encoder_activations(x)
-        h = self.top_state.expand(len(x), -1, -1, -1)
-        mu_q, _ = self.dec_stages[-1][0].posterior_params(h, acts[-1])
-        return mu_q.flatten(1)
+        if "hierarchy" in names:
+            latents: list[torch.Tensor] = []
+            self._top_down(len(x), acts, use_mean=True, latents=latents)
+            codes = {"top": latents[0].flatten(1),
+                     "hierarchy": torch.cat([torch.cat([z.mean((2, 3)), z.std((2, 3))], 1) for z in latents], 1)}
+        else:
+            h = self.top_state.expand(len(x), -1, -1, -1)
+            codes = {"top": self.dec_stages[-1][0].posterior_params(h, acts[-1])[0].flatten(1)}
+        return codes[code] if isinstance(code, str) else tuple(codes[c] for c in names)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -120,8 +120,9 @@ PRESETS = {
 
 
 @torch.no_grad()
-def encode_dataset(model: VDVAE, dataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """``(codes (N, code_length), theta (N, P))`` of every map of ``dataset``, in order.
+def encode_dataset(model: VDVAE, dataset, batch_size: int = 64, code: str = "top") -> tuple[np.ndarray, np.ndarray]:
+    """``(codes (N, L), theta (N, P))`` of every map of ``dataset``, in order; ``code`` as in
+    :meth:`VDVAE.encode` (``"top"``: L = code_length; ``"hierarchy"``: L = hierarchy_code_length).
 
     ``dataset`` yields ``(x, u)`` like :class:`cosmonb.data.CMDDataset`; the
     parameters come back in physical units when it can denormalise them
@@ -139,7 +140,7 @@ def encode_dataset(model: VDVAE, dataset, batch_size: int = 64) -> tuple[np.ndar
     codes, params = [], []
     try:
         for x, u in fixed_batches(dataset, batch_size):
-            codes.append(model.encode(x.to(device)).cpu().numpy())
+            codes.append(model.encode(x.to(device), code).cpu().numpy())
             params.append(u.numpy())
     finally:
         model.train(was)
@@ -363,9 +364,20 @@ class VDVAEMaps:
             yield self.to_model_units(arr[start:start + batch_size])
 
     @torch.no_grad()
-    def encode(self, maps, batch_size: int = 64) -> np.ndarray:
-        """Latent codes (N, code_length): the posterior mean of the top latent."""
-        return np.concatenate([self.model.encode(x).cpu().numpy() for x in self._batches(maps, batch_size)])
+    def encode(self, maps, batch_size: int = 64, code="top"):
+        """Latent codes of physical maps: ``"top"``, the posterior mean of the top latent (N, code_length),
+        the paper's code; ``"hierarchy"``, each latent group's posterior mean summarised per channel by its
+        pixel mean and standard deviation (N, hierarchy_code_length); a tuple of names gives a tuple of
+        codes from one pass. See :meth:`VDVAE.encode`."""
+        if isinstance(code, str):
+            return self.encode(maps, batch_size, (code,))[0]
+        parts = [[c.cpu().numpy() for c in self.model.encode(x, code)] for x in self._batches(maps, batch_size)]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(code)))
+
+    @property
+    def hierarchy_code_length(self) -> int:
+        """Length of the ``"hierarchy"`` code."""
+        return self.model.hierarchy_code_length
 
     @torch.no_grad()
     def reconstruct(self, maps, batch_size: int = 64) -> np.ndarray:
@@ -441,7 +453,7 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
     ``resume=True`` continues it (bit for bit on CPU). ``max_steps`` caps the
     optimiser steps (the preset's epochs otherwise). Metrics: the negative
     ELBO per dimension (nats) on the validation and test maps, the linear
-    probe's R^2 per parameter on the test maps, skipped steps. Under
+    probe's R^2 per parameter on the test maps (top-latent and hierarchy codes), skipped steps. Under
     ``torchrun`` every process runs this; only rank 0 writes.
     """
     from ..train import TrainConfig, Trainer, distributed
@@ -493,10 +505,12 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
         vae = distributed.unwrap(trainer.model).eval()
         test_loss = negative_elbo_per_dim(vae, sets.test, bs)
         probe = spec["probe"]
-        codes_tr, theta_tr = encode_dataset(vae, sets.train, bs)
-        codes_te, theta_te = encode_dataset(vae, sets.test, bs)
-        r2 = linear_probe(codes_tr, theta_tr, codes_te, theta_te, epochs=probe["epochs"], lr=probe["lr"],
-                          seed=seed)
+        r2 = {}
+        for code in ("top", "hierarchy"):
+            codes_tr, theta_tr = encode_dataset(vae, sets.train, bs, code)
+            codes_te, theta_te = encode_dataset(vae, sets.test, bs, code)
+            r2[code] = linear_probe(codes_tr, theta_tr, codes_te, theta_te, epochs=probe["epochs"], lr=probe["lr"],
+                                    seed=seed)
         metrics = {"steps": int(result["steps"]), "epochs": round(result["steps"] / per_epoch, 3),
                    # the mean loss of each epoch (a record holds at most 1,000 numbers: 18,000 steps would not fit)
                    "train_loss": [float(np.mean(result["train_loss"][i:i + per_epoch]))
@@ -504,7 +518,8 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
                    "val_loss": [float(v) for v in result["val_loss"]],
                    "val_neg_elbo_per_dim": float(result["val_loss"][-1]) if result["val_loss"] else math.nan,
                    "test_neg_elbo_per_dim": float(test_loss),
-                   "probe_r2": {name: float(v) for name, v in zip(PARAM_NAMES, r2)},
+                   "probe_r2": {name: float(v) for name, v in zip(PARAM_NAMES, r2["top"])},
+                   "probe_r2_hierarchy": {name: float(v) for name, v in zip(PARAM_NAMES, r2["hierarchy"])},
                    "skipped_steps": int(result["skipped_steps"]), "world_size": int(result["world_size"])}
         extra = {"preset": preset, "fields": list(FIELDS), "data": sets.source,
                  "data_settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dset.items()},
@@ -515,7 +530,8 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
                                normaliser=sets.normaliser, extra=extra, directory=out)
         log(f"[cosmonb train] {NAME}: {result['steps']} steps ({result['stop_reason'] or 'stopped'}, "
             f"{metrics['skipped_steps']} skipped) in {time.perf_counter() - t0:.1f} s; negative ELBO per dim: "
-            f"val {metrics['val_neg_elbo_per_dim']:.4f}, test {test_loss:.4f}; probe R^2 "
-            + ", ".join(f"{k} {v:.2f}" for k, v in metrics["probe_r2"].items()) + f" -> {path}")
+            f"val {metrics['val_neg_elbo_per_dim']:.4f}, test {test_loss:.4f}; probe R^2 (top latent, hierarchy) "
+            + ", ".join(f"{k} {v:.2f}/{metrics['probe_r2_hierarchy'][k]:.2f}" for k, v in metrics["probe_r2"].items())
+            + f" -> {path}")
     distributed.barrier()
     return path
