@@ -33,9 +33,7 @@ A miss is written as a miss (``pass``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cosmonb  # noqa: E402
-from _machine import write_results  # noqa: E402
-from cosmonb import checkpoints, sims, stats  # noqa: E402
+from _machine import checkpoint_summary, notebook_quick_time, time_training_steps, write_results  # noqa: E402
+from cosmonb import sims, stats  # noqa: E402
 from cosmonb.inference.diagnostics import hpd_coverage  # noqa: E402
 from cosmonb.models.diffusion import DDPM  # noqa: E402
 from cosmonb.recipes.diffusion import PRESETS, DiffusionEmulator, hpd_area  # noqa: E402
@@ -89,27 +87,8 @@ def throughput(threads: int = 2, batch: int = 8, warmup: int = 2, steps: int = 5
         loss.backward()
         opt.step()
 
-    for _ in range(warmup):
-        step()
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    out = {"images_per_second": batch * steps / wall, "params": int(sum(p.numel() for p in model.parameters())),
-           "seconds_per_step": wall / steps, "cpu_seconds_per_step": cpu / steps, "batch": batch, "steps": steps,
-           "warmup_steps": warmup, "threads": threads, "model": spec, "optimizer": "torch.optim.Adam(lr=2e-4)",
-           "load_average": list(os.getloadavg())}
-    if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
-
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            step()
-        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-        total = sum(e.self_cpu_time_total for e in events)
-        out["profile_top_ops"] = [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2),
-                                   "percent": round(100 * e.self_cpu_time_total / total, 1), "calls": int(e.count)}
-                                  for e in events[:12]]
-        out["profile_total_cpu_ms"] = round(total / 1e3, 1)
+    out = time_training_steps(step, model, batch=batch, steps=steps, warmup=warmup, profile=profile)
+    out.update({"threads": threads, "model": spec, "optimizer": "torch.optim.Adam(lr=2e-4)"})
     return out
 
 
@@ -211,18 +190,11 @@ def main(argv=None) -> dict:
 
     emu = DiffusionEmulator.load(args.networks)
     ckpt = emu.checkpoint
-    path = Path(ckpt["metadata"]["path"])
     config = ckpt["config"]
     preset, data_seed = config["preset"], config.get("trainer", {}).get("seed", 0)
-    entry = checkpoints.read_manifest(args.networks).get("ddpm", {})
     result = {"networks": args.networks or "shipped (cosmonb/pretrained)", "quick": args.quick,
               "targets": {k: [op, list(v) if isinstance(v, tuple) else v] for k, (op, v) in TARGETS.items()},
-              "checkpoint": {"file": str(path), "bytes": path.stat().st_size,
-                             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "in_manifest": bool(entry),
-                             "command": ckpt["metadata"]["command"], "train_seconds": ckpt["metadata"]["seconds"],
-                             "preset": preset, "model": emu.model.config,
-                             "steps": ckpt["metadata"]["metrics"].get("steps"),
-                             "hardware": ckpt["metadata"]["hardware"]},
+              "checkpoint": checkpoint_summary(ckpt, "ddpm", args.networks, preset, emu.model.config),
               "threads": torch.get_num_threads(), "paper": PAPER}
     result["checkpoint_mb"] = result["checkpoint"]["bytes"] / 1e6
 
@@ -256,11 +228,7 @@ def main(argv=None) -> dict:
     result["images_per_second"] = result["throughput"]["images_per_second"]
     result["reference_implementation"] = dict(REFERENCE, in_code_index=REFERENCE_IN_INDEX)
 
-    times = ROOT / "bench" / "results" / "notebooks.json"
-    book = json.loads(times.read_text()).get("notebooks", {}) if times.is_file() else {}
-    quick = book.get("05_diffusion_emulator.ipynb", {}).get("quick")
-    if quick:
-        result["notebook_quick_seconds"] = quick["seconds"]
+    result.update(notebook_quick_time("05_diffusion_emulator.ipynb"))  # as `python -m cosmonb run --quick` recorded it
     result["pass"] = {k: _passes(result[k], rule) for k, rule in TARGETS.items() if k in result}
     result["total_seconds"] = time.perf_counter() - t_start
     if args.quick:

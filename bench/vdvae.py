@@ -34,10 +34,8 @@ A miss is written as a miss (``pass``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -50,8 +48,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cosmonb  # noqa: E402
-from _machine import write_results  # noqa: E402
-from cosmonb import checkpoints, sims  # noqa: E402
+from _machine import checkpoint_summary, notebook_quick_time, time_training_steps, write_results  # noqa: E402
+from cosmonb import sims  # noqa: E402
 from cosmonb.models.vdvae import VDVAE  # noqa: E402
 from cosmonb.recipes.maps import exact_bits_per_dim  # noqa: E402
 from cosmonb.recipes.vdvae import (FIELDS, NAME, PAPER_R2, PRESETS, VDVAEMaps, linear_probe, r2_score,  # noqa: E402
@@ -84,27 +82,8 @@ def throughput(threads: int = 2, batch: int = 8, warmup: int = 3, steps: int = 1
         model.loss(x).backward()
         opt.step()
 
-    for _ in range(warmup):
-        step()
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    out = {"images_per_second": batch * steps / wall, "params": int(sum(p.numel() for p in model.parameters())),
-           "seconds_per_step": wall / steps, "cpu_seconds_per_step": cpu / steps, "batch": batch, "steps": steps,
-           "warmup_steps": warmup, "threads": threads, "preset": preset, "model": spec,
-           "optimizer": "torch.optim.Adam", "load_average": list(os.getloadavg())}
-    if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
-
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            step()
-        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-        total = sum(e.self_cpu_time_total for e in events)
-        out["profile_top_ops"] = [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2),
-                                   "percent": round(100 * e.self_cpu_time_total / total, 1), "calls": int(e.count)}
-                                  for e in events[:12]]
-        out["profile_total_cpu_ms"] = round(total / 1e3, 1)
+    out = time_training_steps(step, model, batch=batch, steps=steps, warmup=warmup, profile=profile)
+    out.update({"threads": threads, "preset": preset, "model": spec, "optimizer": "torch.optim.Adam"})
     return out
 
 
@@ -136,17 +115,10 @@ def main(argv=None):
 
     vae = VDVAEMaps.load(args.networks)
     ckpt = vae.checkpoint
-    path = Path(ckpt["metadata"]["path"])
     preset, data_seed = ckpt["config"]["preset"], ckpt["config"].get("trainer", {}).get("seed", 0)
-    entry = checkpoints.read_manifest(args.networks).get(NAME, {})
     result = {"networks": args.networks or "shipped (cosmonb/pretrained)", "quick": args.quick,
               "targets": {k: list(v) for k, v in TARGETS.items()},
-              "checkpoint": {"file": str(path), "bytes": path.stat().st_size,
-                             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "in_manifest": bool(entry),
-                             "command": ckpt["metadata"]["command"], "train_seconds": ckpt["metadata"]["seconds"],
-                             "preset": preset, "model": vae.model.config,
-                             "steps": ckpt["metadata"]["metrics"].get("steps"),
-                             "hardware": ckpt["metadata"]["hardware"]},
+              "checkpoint": checkpoint_summary(ckpt, NAME, args.networks, preset, vae.model.config),
               "threads": torch.get_num_threads(), "paper_r2": {k: PAPER_R2[n] for k, n in zip(KEYS, PAPER_R2)}}
     result["checkpoint_mb"] = result["checkpoint"]["bytes"] / 1e6
 
@@ -235,12 +207,7 @@ def main(argv=None):
     result["throughput"] = throughput(threads=2, steps=2 if args.quick else 10, warmup=1 if args.quick else 3)
     result["images_per_second"] = result["throughput"]["images_per_second"]
 
-    times = ROOT / "bench" / "results" / "notebooks.json"
-    book = json.loads(times.read_text()).get("notebooks", {}) if times.is_file() else {}
-    quick = book.get("04_vdvae_latents.ipynb", {}).get("quick")
-    if quick:
-        result["notebook_quick_seconds"] = quick["seconds"]
-        result["notebook_quick_measured"] = quick["measured"]
+    result.update(notebook_quick_time("04_vdvae_latents.ipynb"))  # as `python -m cosmonb run --quick` recorded it
 
     result["pass"] = {k: _passes(result[k], rule) for k, rule in TARGETS.items() if k in result}
     result["total_seconds"] = time.perf_counter() - t_start

@@ -139,10 +139,14 @@ def _idle(page) -> bool:
     return page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0
 
 
+def _prompts(page) -> list[str]:
+    """The input prompts of every code cell: ``[ ]:`` not run, ``[*]:`` running, ``[n]:`` done."""
+    return [p.strip() for p in page.locator(".jp-Cell.jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+
+
 def _started(page) -> bool:
     """Whether any code cell has run or is running (a prompt other than ``[ ]:``)."""
-    prompts = [p.strip() for p in page.locator(".jp-Cell.jp-CodeCell .jp-InputPrompt").all_inner_texts()]
-    return any(p not in ("", "[ ]:") for p in prompts)
+    return any(p not in ("", "[ ]:") for p in _prompts(page))
 
 
 def _run_all(page, timeout_s: float) -> None:
@@ -170,7 +174,7 @@ def _run_all(page, timeout_s: float) -> None:
     page.wait_for_timeout(3000)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        prompts = [p.strip() for p in page.locator(".jp-Cell.jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+        prompts = _prompts(page)
         if prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts) and _idle(page):
             return
         page.wait_for_timeout(2000)

@@ -246,7 +246,8 @@ def test_every_solution_has_a_namespace():
         if solutions(NOTEBOOKS / name):
             assert name in NAMESPACES, f"{name}: its exercise solutions need a namespace in tests/test_exercises.py"
     for (name, i) in CHECKS:
-        assert i < len(solutions(NOTEBOOKS / name)), f"CHECKS names solution {i} of {name}, which has fewer"
+        if name in NAMES:  # a namespace may land before its notebook (on a branch that has not merged it yet)
+            assert i < len(solutions(NOTEBOOKS / name)), f"CHECKS names solution {i} of {name}, which has fewer"
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n in NAMESPACES])

@@ -88,7 +88,8 @@ __all__ = ["DDPM", "SCHEDULES", "PREDICTIONS", "make_betas", "LOG_PROB_SEED"]
 
 #: Names of the variance schedules :func:`make_betas` knows.
 SCHEDULES = ("cosine", "linear")
-PREDICTIONS = ("eps", "v")  # what the network outputs (see the module docstring)
+#: What the network outputs: the noise (the paper) or v (see the module docstring).
+PREDICTIONS = ("eps", "v")
 #: The seed of the one noise draw behind ``DDPM.log_prob`` (deterministic by design).
 LOG_PROB_SEED = 0
 
