@@ -21,13 +21,14 @@ def machine() -> dict:
     return runtime.machine_info()
 
 
-def write_results(name: str, results: dict) -> Path:
+def write_results(name: str, results: dict, quiet: bool = False) -> Path:
     """Write bench/results/<name>.json atomically (``runtime.atomic_write``), with the machine attached."""
     path = RESULTS / f"{name}.json"
     with runtime.atomic_write(path, "w") as f:
         f.write(json.dumps({**results, "machine": machine()}, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"-> {path}")
+    if not quiet:
+        print(json.dumps(results, indent=2))
+    print(f"-> {path}", flush=True)
     return path
 
 

@@ -120,9 +120,10 @@ PRESETS = {
 
 
 @torch.no_grad()
-def encode_dataset(model: VDVAE, dataset, batch_size: int = 64, code: str = "top") -> tuple[np.ndarray, np.ndarray]:
+def encode_dataset(model: VDVAE, dataset, batch_size: int = 64, code="top") -> tuple:
     """``(codes (N, L), theta (N, P))`` of every map of ``dataset``, in order; ``code`` as in
     :meth:`VDVAE.encode` (``"top"``: L = code_length; ``"hierarchy"``: L = hierarchy_code_length).
+    A tuple of code names gives ``(codes_1, ..., theta)`` from one pass over the maps.
 
     ``dataset`` yields ``(x, u)`` like :class:`cosmonb.data.CMDDataset`; the
     parameters come back in physical units when it can denormalise them
@@ -137,17 +138,19 @@ def encode_dataset(model: VDVAE, dataset, batch_size: int = 64, code: str = "top
     device = model.top_state.device
     was = model.training
     model.eval()
-    codes, params = [], []
+    names = (code,) if isinstance(code, str) else tuple(code)
+    codes, params = [[] for _ in names], []
     try:
         for x, u in fixed_batches(dataset, batch_size):
-            codes.append(model.encode(x.to(device), code).cpu().numpy())
+            for store, c in zip(codes, model.encode(x.to(device), names)):
+                store.append(c.cpu().numpy())
             params.append(u.numpy())
     finally:
         model.train(was)
     theta = np.concatenate(params).astype(np.float64)
     if callable(getattr(dataset, "denormalise_params", None)):
         theta = np.asarray(dataset.denormalise_params(theta), dtype=np.float64)
-    return np.concatenate(codes), theta
+    return (*[np.concatenate(c) for c in codes], theta)
 
 
 @torch.no_grad()
@@ -506,11 +509,10 @@ def train_vdvae_recipe(preset: str = "quick", *, out, data_root=None, resume: bo
         test_loss = negative_elbo_per_dim(vae, sets.test, bs)
         probe = spec["probe"]
         r2 = {}
-        for code in ("top", "hierarchy"):
-            codes_tr, theta_tr = encode_dataset(vae, sets.train, bs, code)
-            codes_te, theta_te = encode_dataset(vae, sets.test, bs, code)
-            r2[code] = linear_probe(codes_tr, theta_tr, codes_te, theta_te, epochs=probe["epochs"], lr=probe["lr"],
-                                    seed=seed)
+        *codes_tr, theta_tr = encode_dataset(vae, sets.train, bs, ("top", "hierarchy"))  # both codes, one pass
+        *codes_te, theta_te = encode_dataset(vae, sets.test, bs, ("top", "hierarchy"))
+        for code, c_tr, c_te in zip(("top", "hierarchy"), codes_tr, codes_te):
+            r2[code] = linear_probe(c_tr, theta_tr, c_te, theta_te, epochs=probe["epochs"], lr=probe["lr"], seed=seed)
         metrics = {"steps": int(result["steps"]), "epochs": round(result["steps"] / per_epoch, 3),
                    # the mean loss of each epoch (a record holds at most 1,000 numbers: 18,000 steps would not fit)
                    "train_loss": [float(np.mean(result["train_loss"][i:i + per_epoch]))
