@@ -7,19 +7,13 @@ when a checkpoint is missing) and for calibration where a small run can show it.
 """
 import numpy as np
 import pytest
-import torch
 
 from cosmonb import sims
 from cosmonb.inference import methods as M
 from cosmonb.posteriors import GaussianPosterior, GridPosterior, SamplePosterior
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _toy(n=300, seed=0, shrink=1.0, shift=0.0):

@@ -7,12 +7,11 @@ and are skipped otherwise; the margins below were set on a run with the developm
 (/tmp/nb05dev: the quick DDPM preset; /tmp/nb04dev_cpu: a 500-step VDVAE). ``bench/inference.py``
 measures the issue's targets on >= 100 maps.
 """
-import re
 
 import nbformat
 import pytest
 
-from conftest import NOTEBOOKS
+from conftest import NOTEBOOKS, parameter_defaults
 
 NAME = "06_inference_comparison.ipynb"
 ALWAYS = ("exact", "power_spectrum", "imnn_delfi", "imnn_npe", "cnn_moments", "exact_marginalised_hi", "higlow")
@@ -63,9 +62,7 @@ def test_notebook_06_template():
 
 
 def test_notebook_06_parameters_default_to_the_full_run():
-    nb = nbformat.read(NOTEBOOKS / NAME, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    values = dict(re.findall(r"^(\w+) = (.+)$", cell.source, re.M))
+    values = parameter_defaults(NAME)
     assert values["PRESET"] == '"full"' and values["N_MAPS"] == "40" and values["DATA_ROOT"] == "None"
     assert values["TRAIN"] == "False"
     assert values["DDPM_DIR"].endswith("or None") and values["VDVAE_DIR"].endswith("or None")
