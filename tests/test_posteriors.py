@@ -3,8 +3,8 @@ diagnostics (HPD coverage, SBC, TARP) on a Gaussian toy whose exact posterior is
 import numpy as np
 import pytest
 
-from cosmonb.inference import (GaussianPosterior, GridPosterior, Posterior, SamplePosterior, hpd_coverage,
-                               sample_grid_posterior, sbc_ranks, sbc_uniformity, tarp)
+from cosmonb.inference import (GaussianPosterior, GridPosterior, Posterior, SamplePosterior, fit_temperature,
+                               hpd_coverage, sample_grid_posterior, sbc_ranks, sbc_uniformity, tarp)
 
 N_PAIRS = 200
 
@@ -90,3 +90,38 @@ def test_underconfident_toy_covers_too_much():
     posts, truths = toy(2.0)
     cov = hpd_coverage(posts, truths, levels=(0.5, 0.68))
     assert np.all(cov["coverage"] > cov["levels"] + 3 * cov["stderr"])
+
+
+def grid_toy(width_factor, n=N_PAIRS, seed=0):
+    """The toy's posteriors on a grid, each std scaled by ``width_factor``."""
+    posts, truths = toy(width_factor, n, seed)
+    x = np.linspace(-5, 5, 81)
+    return [GridPosterior(x, x, -0.5 * ((x[:, None] - p.mean[0]) ** 2 + (x[None, :] - p.mean[1]) ** 2)
+                          / p.cov[0, 0]) for p in posts], truths
+
+
+def test_tempering_widens_a_grid_posterior_by_sqrt_t_and_keeps_its_mode():
+    post = grid_gaussian(mean=(0.3, -0.2), std=(0.4, 0.2))
+    hot = post.tempered(9.0)
+    np.testing.assert_allclose(hot.std, 3 * post.std, rtol=0.02)
+    np.testing.assert_allclose(hot.map_estimate, post.map_estimate)
+    for bad in (0.0, -1.0, np.inf):
+        with pytest.raises(ValueError, match="temperature"):
+            post.tempered(bad)
+
+
+def test_fit_temperature_undoes_overconfidence_and_leaves_calibrated_posteriors_alone():
+    # posteriors half as wide as exact need T = 4: seeds 0-9 give 3.55-3.98 on this grid of temperatures (bounds
+    # 2.5-6.5), and the calibrated toy 1.0, the grid's lower end (bound 1.8); 200 pairs each, binomial error 0.033
+    temps = np.geomspace(1.0, 100.0, 41)
+    for seed in range(2):
+        narrow, truths = grid_toy(0.5, seed=seed)
+        fit = fit_temperature(narrow, truths, temperatures=temps)
+        assert 2.5 < fit["temperature"] < 6.5 and fit["coverage"].shape == (41, 2)
+        assert fit_temperature(*grid_toy(1.0, seed=seed), temperatures=temps)["temperature"] < 1.8
+    # the shortcut (tempering keeps the order of the cells) equals tempering each posterior
+    hot = [p.tempered(fit["temperature"]) for p in narrow]
+    k = int(np.argmin(np.abs(temps - fit["temperature"])))
+    np.testing.assert_allclose(fit["coverage"][k], hpd_coverage(hot, truths, (0.68, 0.95))["coverage"])
+    with pytest.raises(ValueError, match="GridPosteriors"):
+        fit_temperature(toy(0.5)[0], truths)

@@ -21,11 +21,12 @@ Example:
 from .abc import ABCResult, BoxPrior, abc_rejection, fisher_distance
 from .compare import compare_to_exact, sample_grid_posterior, sample_moments
 from .delfi import Delfi
-from .diagnostics import credible_masses, hpd_coverage, sbc_ranks, sbc_uniformity, tarp
+from .diagnostics import credible_masses, fit_temperature, hpd_coverage, sbc_ranks, sbc_uniformity, tarp
 from ..sims.exact import MAX_ZOOM_POINTS, exact_posterior, marginal_posterior, power_law_posterior
 from ..posteriors import GaussianPosterior, GridPosterior, Posterior, PosteriorGridWarning, SamplePosterior, check_grid
 
 __all__ = ["Posterior", "GridPosterior", "SamplePosterior", "GaussianPosterior", "PosteriorGridWarning", "check_grid", "exact_posterior",
            "marginal_posterior", "power_law_posterior", "MAX_ZOOM_POINTS", "BoxPrior", "ABCResult",
            "abc_rejection", "fisher_distance", "Delfi", "compare_to_exact", "sample_grid_posterior",
-           "sample_moments", "credible_masses", "hpd_coverage", "sbc_ranks", "sbc_uniformity", "tarp"]
+           "sample_moments", "credible_masses", "fit_temperature", "hpd_coverage", "sbc_ranks", "sbc_uniformity",
+           "tarp"]
