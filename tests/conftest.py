@@ -3,12 +3,33 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+
+
+def parameter_defaults(name: str) -> dict:
+    """``{NAME: source text of its value}`` from the ``parameters`` cell of notebooks/<name> (papermill's defaults)."""
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return dict(re.findall(r"^(\w+) = (.+)$", cell.source, re.M))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks: one torch thread avoids oversubscription on a shared, busy machine (restored afterwards)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def execute_notebook(name: str, out_dir: Path, parameters: dict | None = None, timeout: int = 900):

@@ -186,6 +186,20 @@ def _raises_value_error(call):
     return False
 
 
+def ns_06():
+    import math
+
+    from cosmonb.inference import methods as M
+
+    torch.set_num_threads(1)
+    methods, _ = M.build_methods("quick", only=["exact", "power_spectrum"], log=lambda *a: None)
+    params = M.held_out_params(4, seed=2026)
+    posts = M.run_methods(methods, M.MapBank(params, seed=2026))
+    table = M.comparison_table(methods, posts, params, tarp_samples=100, sbc_samples=20)
+    return {"np": np, "math": math, "M": M, "methods": methods, "table": table, "sub": params[:2],
+            "clean": {k: v[:2] for k, v in posts.items()}, "MAP_SEED": 2026, "NOISE_LEVEL": 0.3, "SEED": 0}
+
+
 #: notebook -> (namespace builder, a check of each solution's namespace after it ran)
 NAMESPACES = {
     "00_fields_and_power_spectra.ipynb": ns_00,
@@ -194,6 +208,7 @@ NAMESPACES = {
     "03_higlow.ipynb": ns_03,
     "04_vdvae_latents.ipynb": ns_04,
     "05_diffusion_emulator.ipynb": ns_05,
+    "06_inference_comparison.ipynb": ns_06,
 }
 #: what each solution must leave behind, and a sanity check of it
 CHECKS = {
@@ -219,6 +234,9 @@ CHECKS = {
     ("05_diffusion_emulator.ipynb", 1): lambda ns: np.isfinite([*ns["one"].mean, *ns["four"].mean]).all()
     and ns["hpd_area"](ns["four"]) > 0,
     ("05_diffusion_emulator.ipynb", 2): lambda ns: _raises_value_error(ns["call"]),  # the last of the three bad calls
+    ("06_inference_comparison.ipynb", 0): lambda ns: ns["needed"] == 349,
+    ("06_inference_comparison.ipynb", 1): lambda ns: set(ns["rows"]) == {"exact", "power_spectrum"}
+    and all(0 <= r["coverage_68"] <= 1 for r in ns["rows"].values()),
 }
 NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 

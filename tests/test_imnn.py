@@ -13,13 +13,7 @@ from cosmonb.inference import BoxPrior, Delfi, abc_rejection, compare_to_exact, 
 from cosmonb.sims import LogNormalSimulator, PowerLawSimulator
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one thread avoids oversubscription on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- simulators

@@ -6,12 +6,11 @@ cell: 100 generated and 100 simulated maps for P(k), 2 held-out maps for the pos
 ``bench/higlow.py`` measures the issue's targets on >= 100 maps (bench/results/higlow.json).
 """
 import math
-import re
 
 import nbformat
 import pytest
 
-from conftest import NOTEBOOKS
+from conftest import NOTEBOOKS, parameter_defaults
 
 NAME = "03_higlow.ipynb"
 
@@ -71,9 +70,7 @@ def test_notebook_03_template():
 
 
 def test_notebook_03_parameters_default_to_the_full_run():
-    nb = nbformat.read(NOTEBOOKS / NAME, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    values = dict(re.findall(r"^(\w+) = (.+)$", cell.source, re.M))
+    values = parameter_defaults(NAME)
     assert values["N_PK_MAPS"] == "500" and values["N_GRID"] == "50"  # the paper's 500 maps, the issue's grid
     assert values["TRAIN"] == "False" and values["DATA_ROOT"] == "None"
     assert values["CHECKPOINT_DIR"].endswith("or None")  # None = the shipped checkpoint

@@ -12,12 +12,11 @@ ATEN_CPU_CAPABILITY=default, its R^2 on the hierarchy code spans Omega_m 0.669-0
 with seeds 0-9), so the floors below keep margins of >= 0.1.
 """
 import math
-import re
 
 import nbformat
 import pytest
 
-from conftest import NOTEBOOKS
+from conftest import NOTEBOOKS, parameter_defaults
 
 NAME = "04_vdvae_latents.ipynb"
 KEYS = ("omega_m", "sigma_8", "a_sn1", "a_agn1", "a_sn2", "a_agn2")
@@ -77,9 +76,7 @@ def test_notebook_04_template():
 
 
 def test_notebook_04_parameters_default_to_the_full_run():
-    nb = nbformat.read(NOTEBOOKS / NAME, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    values = dict(re.findall(r"^(\w+) = (.+)$", cell.source, re.M))
+    values = parameter_defaults(NAME)
     assert values["N_PROBE_TRAIN"] == "None" and values["N_TEST"] == "None"  # every map of both splits
     assert values["N_PK_MAPS"] == "500" and values["TRAIN"] == "False" and values["DATA_ROOT"] == "None"
     assert values["CHECKPOINT_DIR"].endswith("or None")  # None = the shipped checkpoint

@@ -12,12 +12,11 @@ beside its assertion. Not swept with 2 threads: every draw is seeded, so the thr
 only the rounding of the same computation.
 """
 import math
-import re
 
 import nbformat
 import pytest
 
-from conftest import NOTEBOOKS
+from conftest import NOTEBOOKS, parameter_defaults
 
 NAME = "05_diffusion_emulator.ipynb"
 
@@ -75,9 +74,7 @@ def test_notebook_05_template():
 
 
 def test_notebook_05_parameters_default_to_the_full_run():
-    nb = nbformat.read(NOTEBOOKS / NAME, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    values = dict(re.findall(r"^(\w+) = (.+)$", cell.source, re.M))
+    values = parameter_defaults(NAME)
     assert values["N_GRID"] == "50" and values["N_CHI2_POINTS"] == "10" and values["SAMPLER_STEPS"] == "50"
     assert values["TIMESTEPS"].startswith("(0,")  # L_0 first
     assert values["TRAIN"] == "False" and values["DATA_ROOT"] == "None"

@@ -638,7 +638,8 @@ def information_ceiling(maps, params, fields=FIELDS, n_walkers=32, n_steps=600, 
 
 
 # ---------------------------------------------------------------- entry point
-def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, progress=False, indices=None):
+def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, progress=False, indices=None,
+             outside_prior=False):
     """Multifield maps, shape (N, C, n_pix, n_pix) float32, for params (N, 6) in CAMELS order.
 
     ``fields``: one name or a list from ``FIELDS`` (Mcdm, Mgas, HI, B), stacked as
@@ -647,6 +648,9 @@ def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, p
     underlying field. Mass maps are in (Msun/h)/(Mpc/h)^2, B in Gauss. ``indices`` (N,)
     gives row r the streams (seed, indices[r]) instead: some maps of a larger set, alone
     (``simulate(params[idx], ..., indices=idx)`` equals ``simulate(params, ...)[idx]``).
+    ``outside_prior=True`` accepts feedback parameters beyond the LH prior (any positive
+    A's; Omega_m and sigma_8 still inside it): misspecified maps for notebook 06, which no
+    model trained on the LH set has seen.
 
     ``n_pix`` must be even and at least ``MIN_N_PIX`` (8), as CMD maps block-averaged
     from 256^2 are; ``seed`` an integer in [0, 2**32); ``box_size`` (Mpc/h) finite and
@@ -658,7 +662,14 @@ def simulate(params, fields=("Mcdm",), n_pix=N_PIX, seed=0, box_size=BOX_SIZE, p
         >>> maps.shape, maps.dtype
         ((3, 1, 16, 16), dtype('float32'))
     """
-    params = check_params(params)
+    if outside_prior:
+        params = as_finite_array(params, "params")
+        params = params[None] if params.ndim == 1 else params
+        if params.ndim != 2 or params.shape[1] != 6 or np.any(params[:, 2:] <= 0):
+            raise ValueError(f"params: expected shape (N, 6) with positive feedback parameters, got {params.shape}")
+        check_params(np.concatenate([params[:, :2], np.ones((len(params), 4))], 1))
+    else:
+        params = check_params(params)
     fields = check_fields(fields)
     n_pix = check_n_pix(n_pix)
     seed = check_seed(seed)
