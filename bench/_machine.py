@@ -1,4 +1,4 @@
-"""The machine a benchmark ran on, an atomic JSON writer for bench/results/, and a timer of training steps."""
+"""The machine a benchmark ran on, atomic JSON writers for bench/results/, and a timer of training steps."""
 from __future__ import annotations
 
 import hashlib
@@ -30,6 +30,29 @@ def write_results(name: str, results: dict, quiet: bool = False) -> Path:
         print(json.dumps(results, indent=2))
     print(f"-> {path}", flush=True)
     return path
+
+
+def update_results(name: str, update, note: str) -> dict:
+    """Change a written bench/results/<name>.json in place: ``update(result)`` edits the dict.
+
+    The run's ``machine`` stays (it measured the rest); the change is listed under
+    ``updates`` with its ``note`` and the machine that made it, and the file is rewritten
+    atomically. Returns the new dict.
+
+    Example (``bench/higlow.py --throughput --write``):
+        update_results("higlow", lambda r: r.update(images_per_second=12.4), "throughput re-measured")
+    """
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no written results to update; run the full benchmark first")
+    result = json.loads(path.read_text())
+    update(result)
+    result.setdefault("updates", []).append({"note": note, "machine": machine(),
+                                             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    with runtime.atomic_write(path, "w") as f:
+        f.write(json.dumps(result, indent=2) + "\n")
+    print(f"-> {path}", flush=True)
+    return result
 
 
 def time_training_steps(step, model, *, batch: int, steps: int, warmup: int, profile: bool) -> dict:

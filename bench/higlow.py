@@ -54,7 +54,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cosmonb  # noqa: E402
-from _machine import RESULTS, checkpoint_summary, notebook_quick_time, time_training_steps, write_results  # noqa: E402
+from _machine import (checkpoint_summary, notebook_quick_time, time_training_steps, update_results,  # noqa: E402
+                      write_results)
 from cosmonb import sims, stats  # noqa: E402
 from cosmonb.inference.diagnostics import fit_temperature, hpd_coverage  # noqa: E402
 from cosmonb.models.glow import ConditionalGlow  # noqa: E402
@@ -231,13 +232,10 @@ def main(argv=None) -> dict:
                        profile=args.write)
         print(json.dumps({"images_per_second": round(t["images_per_second"], 3), "params": t["params"]}))
         if args.write:  # into the written results, e.g. after a full run whose throughput stage shared the CPU
-            path = RESULTS / "higlow.json"
-            result = json.loads(path.read_text())
-            result["throughput"], result["images_per_second"] = t, t["images_per_second"]
-            result["throughput_remeasured"] = "by `python bench/higlow.py --throughput --write`, after the run"
-            result["pass"] = {k: _passes(result[k], rule) for k, rule in TARGETS.items() if k in result}
-            path.write_text(json.dumps(result, indent=2) + "\n")
-            print(f"-> {path}")
+            def put(result):
+                result["throughput"], result["images_per_second"] = t, t["images_per_second"]
+                result["pass"] = {k: _passes(result[k], rule) for k, rule in TARGETS.items() if k in result}
+            update_results("higlow", put, "throughput re-measured by `python bench/higlow.py --throughput --write`")
         return t
     if args.quick:
         args.maps, args.grid, args.exact_steps, args.pk_maps = min(args.maps, 5), min(args.grid, 20), 400, 100

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _machine import notebook_quick_time, write_results  # noqa: E402
+from _machine import notebook_quick_time, update_results, write_results  # noqa: E402
 from cosmonb.inference import methods as M  # noqa: E402
 
 EXACT_KEYS = ("exact", "exact_ddpm", "exact_marginalised_hi", "exact_marginalised_gas")
@@ -111,11 +111,8 @@ def main(argv=None) -> dict:
                     help="recompute only the targets of the written table (e.g. after a new notebook time); no maps")
     args = ap.parse_args(argv)
     if args.rescore:
-        path = ROOT / "bench" / "results" / f"{args.name}.json"
-        result = json.loads(path.read_text())  # keeps the run's "machine"
-        result["targets"] = score_targets(result["methods"], result["n_maps"])
-        result["rescored"] = "targets recomputed by `python bench/inference.py --rescore`; the table is the run's"
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        result = update_results(args.name, lambda r: r.update(targets=score_targets(r["methods"], r["n_maps"])),
+                                "targets recomputed by `python bench/inference.py --rescore`; the table is the run's")
         print(json.dumps(result["targets"], indent=2))
         return result
     torch.set_num_threads(args.threads)

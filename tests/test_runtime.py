@@ -167,3 +167,14 @@ def test_bench_metadata_uses_machine_info(tmp_path, monkeypatch):
     assert data["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert data["machine"]["cpu"] == runtime.machine_info()["cpu"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json"]
+
+    # a later change keeps the run's machine and lists itself under "updates"
+    run_machine = {**data["machine"], "cpu": "the machine of the run"}
+    path.write_text(json.dumps({**data, "machine": run_machine}))
+    out = bench.update_results("demo", lambda r: r.update(seconds=2.5), "re-timed")
+    assert out == json.loads(path.read_text())
+    assert out["seconds"] == 2.5 and out["machine"] == run_machine
+    assert [u["note"] for u in out["updates"]] == ["re-timed"]
+    assert out["updates"][0]["machine"]["cpu"] == runtime.machine_info()["cpu"]
+    with pytest.raises(FileNotFoundError, match="run the full benchmark first"):
+        bench.update_results("missing", lambda r: None, "never")

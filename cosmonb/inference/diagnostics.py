@@ -107,14 +107,13 @@ def fit_temperature(posteriors, truths, levels=(0.68, 0.95), temperatures=None) 
         >>> 2.5 < fit["temperature"] < 6.5  # the true factor is (1 / 0.5)^2 = 4
         True
     """
-    posteriors, truths = list(posteriors), np.asarray(truths, dtype=float)
-    if not posteriors or not all(hasattr(p, "tempered") for p in posteriors):
+    posteriors, truths = _pairs(posteriors, truths)  # same count, (N, d) finite truths
+    if not all(hasattr(p, "tempered") for p in posteriors):
         raise ValueError("posteriors: expected a non-empty list of GridPosteriors (they can be tempered)")
     temps = np.geomspace(1.0, 1e4, 81) if temperatures is None else as_finite_array(temperatures, "temperatures")
     if temps.ndim != 1 or np.any(temps <= 0):
         raise ValueError("temperatures: expected a 1D array of values > 0")
     lv = as_finite_array(levels, "levels").ravel()
-    _pairs(posteriors, truths)  # same count, (N, 2) truths
     masses = np.array([_tempered_credible_masses(p, t, temps) for p, t in zip(posteriors, truths)])  # (N, len(T))
     cov = (masses[:, :, None] <= lv[None, None, :]).mean(0)  # (len(T), len(levels))
     best = int(np.argmin(((cov - lv[None]) ** 2).sum(1)))
