@@ -5,6 +5,7 @@
     python bench/higlow.py --quick            # smoke test: 5 maps, a 20 x 20 grid, nothing written
     python bench/higlow.py --throughput       # training images per second of the paper-size model, one JSON line
     python bench/higlow.py --throughput --write   # the same, put into bench/results/higlow.json (rest kept)
+    python bench/higlow.py --throughput --reference DIR --write   # beside the paper's code (a checkout in DIR)
 
 It trains nothing: ``python -m cosmonb train higlow --preset cpu --out DIR`` makes the model
 (:mod:`cosmonb.recipes.glow`) and ``--out cosmonb/pretrained`` ships it.
@@ -30,8 +31,9 @@ simulations the checkpoint never saw, made alone with ``recipes.glow.glow_split`
 * ``images_per_second`` (``--throughput``): training steps (forward, backward, Adam, as the
   trainer runs them) of the paper's model (6 x 20 steps, width 16) at batch 8 on 64^2 maps
   with 2 torch threads, after warm-up; one step profiled with torch.profiler (top ops in the
-  JSON). The paper's reference implementation could not be run beside it here: see
-  ``reference_implementation`` in the JSON.
+  JSON). With ``--reference DIR`` (a checkout of the paper's repository, friedmanroy/HI-generation)
+  its ``CondGlow`` at the same size is timed beside ours, in turn, in the same process:
+  ``reference_implementation`` in the JSON (target: ours at least as fast).
 * the checkpoint <= 5 MB with its MANIFEST entry; the notebook's quick-mode time < 90 s (read
   from ``bench/results/notebooks.json``, where ``python -m cosmonb run --quick`` records it).
 
@@ -67,17 +69,15 @@ TARGETS = {"rmse_ratio_omega_m": ("<=", 1.25), "rmse_ratio_sigma_8": ("<=", 1.25
            "pk_max_abs_z": ("<", 3.0), "posterior_seconds": ("<", 30.0),
            "checkpoint_mb": ("<=", 5.0), "notebook_quick_seconds": ("<", 90.0)}
 PAPER_RMSE = {"omega_m": 0.058, "sigma_8": 0.065}
-REFERENCE = {
-    "repository": "https://github.com/friedmanroy/HI-generation",
-    "side_by_side": False,
-    "why": ("Not measured. This machine reaches only package registries (no GitHub), the reference code is not "
-            "a package, and copying it into this repository is not allowed. Its files (modules/models.py, "
-            "modules/conditional_layers.py, modules/flow_layers.py, modules/priors.py, condHI_train.py) are "
-            "present in the code-search index of the environment this benchmark was written in, but were not "
-            "copied or run. To compare, check the repository out beside this one and time its cGlow at the "
-            "same size (6 x 20 steps, width 16, batch 8, 64^2, 2 threads) with the same loop as "
-            "`throughput` here."),
-}
+#: The paper's code. Not a package and not to be copied here: ``--reference DIR`` times a checkout of it.
+REFERENCE_REPOSITORY = "https://github.com/friedmanroy/HI-generation"
+#: Its HIGlow as ``condHI_train.py`` builds it (``params``: 1 channel, affine coupling, learned priors,
+#: 2 conditions), at the paper's size: 6 blocks x 20 flows, width 16 (the script itself has width 32).
+REFERENCE_CONFIG = {"n_channels": 1, "cond_features": 2, "n_blocks": 6, "n_flows": 20, "hidden_width": 16,
+                    "affine": True, "learn_priors": True}
+#: What the JSON says when no checkout was given.
+REFERENCE_NOT_RUN = {"repository": REFERENCE_REPOSITORY, "side_by_side": False,
+                     "why": "not given: pass --reference DIR (a checkout of the repository) to time it beside ours"}
 
 
 # --------------------------------------------------------------------------- throughput
@@ -102,6 +102,58 @@ def throughput(threads: int = 2, batch: int = 8, warmup: int = 3, steps: int = 1
     out = time_training_steps(step, model, batch=batch, steps=steps, warmup=warmup, profile=profile)
     out.update({"threads": threads, "model": spec, "optimizer": "torch.optim.Adam(lr=1e-3)"})
     return out
+
+
+def reference_throughput(checkout, threads: int = 2, batch: int = 8, warmup: int = 3, steps: int = 10,
+                         profile: bool = True, seed: int = 0) -> dict:
+    """The same timing of the paper's own ``CondGlow`` (``modules/models.py`` of a checkout of its repository).
+
+    Built with :data:`REFERENCE_CONFIG`; as ``condHI_train.py`` does, one forward pass without
+    gradients sizes its learned priors before Adam is made; its loss is the script's,
+    ``-mean(log p) / (C H W)``. Same batch, threads, optimiser and timer as :func:`throughput`.
+    """
+    checkout = Path(checkout).resolve()
+    if not (checkout / "modules" / "models.py").is_file():
+        raise FileNotFoundError(f"--reference: {checkout} is not a checkout of {REFERENCE_REPOSITORY} "
+                                "(no modules/models.py)")
+    sys.path.insert(0, str(checkout))
+    try:
+        from modules.models import CondGlow
+    finally:
+        sys.path.remove(str(checkout))
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = CondGlow(**REFERENCE_CONFIG)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 1, 64, 64, generator=g)
+    theta = torch.rand(batch, 2, generator=g)
+    with torch.no_grad():
+        model(x, theta)  # sizes the learned priors (condHI_train.py does this before making the optimiser)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        _, log_p = model(x, theta)
+        loss = -log_p.mean() / x[0].numel()
+        loss.backward()
+        opt.step()
+
+    out = time_training_steps(step, model, batch=batch, steps=steps, warmup=warmup, profile=profile)
+    out.update({"threads": threads, "model": REFERENCE_CONFIG, "optimizer": "torch.optim.Adam(lr=1e-3)"})
+    return out
+
+
+def side_by_side(checkout, threads: int = 2, rounds: int = 3, **kw) -> dict:
+    """Ours and the reference timed in turn, ``rounds`` times each (the median of each kept), in one process."""
+    ours, ref = [], []
+    for r in range(rounds):
+        ours.append(throughput(threads=threads, profile=r == 0, **kw))
+        ref.append(reference_throughput(checkout, threads=threads, profile=r == 0, **kw))
+    med = lambda runs: float(np.median([t["images_per_second"] for t in runs]))  # noqa: E731
+    return {"ours": {**ours[0], "images_per_second": med(ours), "rounds": [t["images_per_second"] for t in ours]},
+            "reference": {**ref[0], "images_per_second": med(ref), "rounds": [t["images_per_second"] for t in ref],
+                          "repository": REFERENCE_REPOSITORY, "checkout": str(checkout)},
+            "speedup": med(ours) / med(ref), "side_by_side": True}
 
 
 # --------------------------------------------------------------------------- generator
@@ -222,20 +274,34 @@ def main(argv=None) -> dict:
     ap.add_argument("--calibration-maps", type=int, default=50,
                     help="validation maps that fit the likelihood temperature of the tempered scores (0: skip)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--reference", default=None, metavar="DIR",
+                    help="a checkout of friedmanroy/HI-generation: time its CondGlow beside ours (same size, batch, "
+                         "threads and loop; 3 rounds each, in turn)")
     ap.add_argument("--write", action="store_true",
                     help="with --throughput: put the measurement into bench/results/higlow.json (the rest kept)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
     if args.throughput:
-        t = throughput(threads=args.threads, steps=3 if args.quick else 10, warmup=1 if args.quick else 3,
-                       profile=args.write)
-        print(json.dumps({"images_per_second": round(t["images_per_second"], 3), "params": t["params"]}))
+        sizes = {"steps": 3 if args.quick else 10, "warmup": 1 if args.quick else 3}
+        if args.reference:
+            both = side_by_side(args.reference, threads=args.threads, rounds=1 if args.quick else 3, **sizes)
+            t, reference = both["ours"], {k: v for k, v in both.items() if k != "ours"}
+        else:
+            t, reference = throughput(threads=args.threads, profile=args.write, **sizes), None
+        line = {"images_per_second": round(t["images_per_second"], 3), "params": t["params"]}
+        if reference:
+            line["reference"] = {"images_per_second": round(reference["reference"]["images_per_second"], 3),
+                                 "params": reference["reference"]["params"]}
+        print(json.dumps(line))
         if args.write:  # into the written results, e.g. after a full run whose throughput stage shared the CPU
             def put(result):
                 result["throughput"], result["images_per_second"] = t, t["images_per_second"]
+                if reference:
+                    result["reference_implementation"] = reference
                 result["pass"] = {k: _passes(result[k], rule) for k, rule in TARGETS.items() if k in result}
-            update_results("higlow", put, "throughput re-measured by `python bench/higlow.py --throughput --write`")
+            update_results("higlow", put, "throughput re-measured by `python bench/higlow.py --throughput --write`"
+                           + (" --reference DIR" if reference else ""))
         return t
     if args.quick:
         args.maps, args.grid, args.exact_steps, args.pk_maps = min(args.maps, 5), min(args.grid, 20), 400, 100
@@ -305,7 +371,9 @@ def main(argv=None) -> dict:
     # training throughput of the paper-size model, and the side-by-side that could not be run
     result["throughput"] = throughput(threads=2, steps=2 if args.quick else 10, warmup=1 if args.quick else 3)
     result["images_per_second"] = result["throughput"]["images_per_second"]
-    result["reference_implementation"] = REFERENCE
+    result["reference_implementation"] = (side_by_side(args.reference, threads=2, rounds=1 if args.quick else 3,
+                                                       steps=2 if args.quick else 10, warmup=1 if args.quick else 3)
+                                          if args.reference else REFERENCE_NOT_RUN)
 
     result.update(notebook_quick_time("03_higlow.ipynb"))  # as `python -m cosmonb run --quick` recorded it
 

@@ -217,3 +217,36 @@ def test_maps_the_inverse_flow_overflows_are_never_returned(saved):
         glow.sample([0.3, 0.8], n=2, seed=0, redraw=True)
     fine = HIGlow.load(saved)
     assert np.isfinite(fine.sample([0.3, 0.8], n=4, seed=0, redraw=True)).all() and fine.redrawn == 0
+
+
+def _bench_higlow():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_higlow", ROOT / "bench" / "higlow.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_throughput_times_a_checkout_and_refuses_a_folder_that_is_not_one(tmp_path):
+    bench = _bench_higlow()
+    with pytest.raises(FileNotFoundError, match="is not a checkout of .*HI-generation"):
+        bench.reference_throughput(tmp_path)
+    # a stand-in with the reference's interface: CondGlow(**config), forward(x, cond) -> (latents, log p)
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "__init__.py").write_text("")
+    (tmp_path / "modules" / "models.py").write_text(
+        "import torch\n"
+        "class CondGlow(torch.nn.Module):\n"
+        "    def __init__(self, **config):\n"
+        "        super().__init__()\n"
+        "        self.config = config\n"
+        "        self.w = torch.nn.Parameter(torch.zeros(1))\n"
+        "    def forward(self, x, cond):\n"
+        "        return [x], -((x * (1 + self.w)) ** 2).sum((1, 2, 3)) / 2 + cond.sum(1)\n")
+    out = bench.reference_throughput(tmp_path, threads=1, steps=2, warmup=1, profile=False)
+    assert out["params"] == 1 and out["model"] == bench.REFERENCE_CONFIG and out["images_per_second"] > 0
+    assert bench.REFERENCE_CONFIG["n_blocks"] == 6 and bench.REFERENCE_CONFIG["n_flows"] == 20
+    assert bench.REFERENCE_CONFIG["hidden_width"] == 16  # the paper's size, as bench.throughput's paper preset
