@@ -23,7 +23,9 @@ def test_notebook_01_runs_in_quick_mode_and_records_its_numbers(notebook_run):
     # the shipped IMNNs on 1000 fresh fiducial simulations, paired with the exact score on the same
     # simulations (about 1.5% noise; unpaired about 5%); bench/imnn.py measures the targets on 40,000
     assert 0.91 < records["fisher_saturation_grf"] < 1.05
-    assert 0.86 < records["fisher_saturation_lognormal"] < 1.05
+    # the lognormal IMNN saturates at 0.856 on 40,000 simulations (bench/imnn.py); the notebook's 1000 at SEED = 0..9
+    # gave 0.803-0.892 (1 thread, 2 threads, ATEN_CPU_CAPABILITY=default): a margin of 0.05 below the lowest
+    assert 0.75 < records["fisher_saturation_lognormal"] < 1.05
     for name in ("fisher_saturation_grf_unpaired", "fisher_saturation_lognormal_unpaired"):
         assert 0.75 < records[name] < 1.2
     # quick mode also trains an IMNN for 60 steps: it learns much, not everything
@@ -33,22 +35,24 @@ def test_notebook_01_runs_in_quick_mode_and_records_its_numbers(notebook_run):
 
     # the second step (section 8): a network trained at a poor fiducial point, retrained at its estimate
     # theta_hat, and a control trained as long at the poor point; all three measured at theta_hat (paired, +- 0.02).
-    # The notebook's seeds shifted by SEED = 0..3 (1 thread) gave after - before = +0.06 to +0.38 and
-    # after - control = +0.08 to +0.31 (moving the fiducial point helps, beyond training longer), and the Fisher
-    # Gaussian's area ratio to the exact posterior fell in all four (by 0.08 to 0.73).
+    # On simulator v2 (a ridge of correlation -0.99 in (Omega_m, sigma_8)) the quick sets leave all three networks
+    # at 0.04-0.40 there, and quick mode cannot resolve the gain of moving the fiducial point. SEED = 0..9 with 1
+    # thread, 2 threads and ATEN_CPU_CAPABILITY=default gave after - before = -0.03 to
+    # +0.14, after - control = -0.19 to +0.06, and the Fisher Gaussian's area ratio to the exact posterior
+    # changing by -3.06 to +0.13. So quick mode asserts only that the retraining ran and did not break the
+    # network: margins of 0.07, 0.06 and 0.37 beyond the worst seeds
     before = records["fisher_saturation_lognormal_before_refit"]
     after = records["fisher_saturation_lognormal_refit"]
     control = records["fisher_saturation_lognormal_control"]
-    assert after > before, (before, after)
-    # on simulator v2 (a ridge of correlation -0.99 in (Omega_m, sigma_8)) the quick sets leave all three networks
-    # near 0.18 at theta_hat, and after - control was -0.004, inside the paired error (+- 0.02): quick mode cannot
-    # resolve the gain of moving the fiducial point there; it only must not be clearly worse
-    assert after > control - 0.05, (control, after)
+    assert 0 < min(before, after, control) and max(before, after, control) < 1
+    assert after > before - 0.1, (before, after)
+    assert after > control - 0.25, (control, after)
     assert (records["lognormal_gaussian_after_vs_exact"]["area_ratio"]
-            < records["lognormal_gaussian_before_vs_exact"]["area_ratio"])  # the contours shrink
+            < records["lognormal_gaussian_before_vs_exact"]["area_ratio"] + 0.5)
 
     # score estimate of the observed field: close to the exact posterior
-    assert records["grf_gaussian_vs_exact"]["mean_offset_sigma"] < 1.0
+    # (SEED = 0..9, the three set-ups: offsets 0.92-1.09 sigma, areas 1.18-1.30: the same observed field each time)
+    assert records["grf_gaussian_vs_exact"]["mean_offset_sigma"] < 1.4
     assert 0.6 < records["grf_gaussian_vs_exact"]["area_ratio"] < 1.6
 
     # ABC: 20,000 prior draws (a few seconds), a few dozen accepted; noisy but right
@@ -69,12 +73,12 @@ def test_notebook_01_runs_in_quick_mode_and_records_its_numbers(notebook_run):
     assert records["delfi_vs_exact"]["kl"] < 0.3
     assert records["delfi_lognormal_simulations"] == 500
     # DELFI's summary posterior is wider than the exact one by about 1/sqrt(s), s the retrained compressor's
-    # saturation at theta_hat, and its mean scatters about the exact mean by the information lost. On simulator
-    # v2 the quick-mode compressor keeps little (s = 0.18 in one run at SEED = 0, offset 1.17 sigma; on v1,
-    # s = 0.5-0.8 and offsets below 1), so the bounds scale with s; not swept over seeds
+    # saturation at theta_hat, and its mean scatters about the exact mean by the information lost, so the bounds
+    # scale with s. SEED = 0..9 with 1 thread, 2 threads and ATEN_CPU_CAPABILITY=default: offset * sqrt(s) up to
+    # 1.50, area * sqrt(s) 0.63-1.44 (s = 0.08-0.31); bounds 2 and (0.3, 2.0)
     s = records["fisher_saturation_lognormal_refit"]
-    assert records["delfi_lognormal_vs_exact"]["mean_offset_sigma"] < s**-0.5
-    assert 0.6 < records["delfi_lognormal_vs_exact"]["area_ratio"] < 2.0 * s**-0.5
+    assert records["delfi_lognormal_vs_exact"]["mean_offset_sigma"] < 2.0 * s**-0.5
+    assert 0.3 * s**-0.5 < records["delfi_lognormal_vs_exact"]["area_ratio"] < 2.0 * s**-0.5
 
 
 def test_notebook_01_template():
