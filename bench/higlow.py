@@ -156,6 +156,15 @@ def side_by_side(checkout, threads: int = 2, rounds: int = 3, **kw) -> dict:
             "speedup": med(ours) / med(ref), "side_by_side": True}
 
 
+def measure_throughput(checkout, threads: int, quick: bool, profile: bool = True) -> tuple[dict, dict]:
+    """``(ours, reference_implementation)``: :func:`side_by_side` with a checkout, else ours alone."""
+    sizes = {"steps": 3 if quick else 10, "warmup": 1 if quick else 3}
+    if checkout is None:
+        return throughput(threads=threads, profile=profile, **sizes), REFERENCE_NOT_RUN
+    both = side_by_side(checkout, threads=threads, rounds=1 if quick else 3, **sizes)
+    return both["ours"], {k: v for k, v in both.items() if k != "ours"}
+
+
 # --------------------------------------------------------------------------- generator
 def pk_scores(glow: HIGlow, n_maps: int, seed: int) -> dict:
     """P(k) of ``n_maps`` generated against ``n_maps`` simulated maps: from the prior, and at (0.3, 0.8)."""
@@ -283,12 +292,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     if args.throughput:
-        sizes = {"steps": 3 if args.quick else 10, "warmup": 1 if args.quick else 3}
-        if args.reference:
-            both = side_by_side(args.reference, threads=args.threads, rounds=1 if args.quick else 3, **sizes)
-            t, reference = both["ours"], {k: v for k, v in both.items() if k != "ours"}
-        else:
-            t, reference = throughput(threads=args.threads, profile=args.write, **sizes), None
+        t, reference = measure_throughput(args.reference, args.threads, args.quick, profile=args.write)
+        reference = reference if args.reference else None
         line = {"images_per_second": round(t["images_per_second"], 3), "params": t["params"]}
         if reference:
             line["reference"] = {"images_per_second": round(reference["reference"]["images_per_second"], 3),
@@ -368,12 +373,9 @@ def main(argv=None) -> dict:
     if args.grid != 50:
         result["posterior_seconds_note"] = f"measured on a {args.grid} x {args.grid} grid, not 50 x 50"
 
-    # training throughput of the paper-size model, and the side-by-side that could not be run
-    result["throughput"] = throughput(threads=2, steps=2 if args.quick else 10, warmup=1 if args.quick else 3)
+    # training throughput of the paper-size model, beside the paper's code when --reference gives a checkout
+    result["throughput"], result["reference_implementation"] = measure_throughput(args.reference, 2, args.quick)
     result["images_per_second"] = result["throughput"]["images_per_second"]
-    result["reference_implementation"] = (side_by_side(args.reference, threads=2, rounds=1 if args.quick else 3,
-                                                       steps=2 if args.quick else 10, warmup=1 if args.quick else 3)
-                                          if args.reference else REFERENCE_NOT_RUN)
 
     result.update(notebook_quick_time("03_higlow.ipynb"))  # as `python -m cosmonb run --quick` recorded it
 
